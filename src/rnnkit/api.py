@@ -1,0 +1,94 @@
+"""The Python API: one function per CLI command.
+
+    import rnnkit
+    model_cfg, cfg = rnnkit.configs(preset="tiny", train={"data": "input.txt", "max_steps": 200})
+    rnnkit.train(model_cfg, cfg, out="runs/mine")
+    print(rnnkit.sample("runs/mine", prime_text="ROMEO:", length=200)[0])
+    print(rnnkit.evaluate("runs/mine", split="val"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .data.corpus import encode_file, read_source
+from .data.shakespeare import corpus_bytes
+from .errors import RnnkitError
+from .decoding import SamplingConfig, generate
+from .models.char_lm import CharLM, CharLMConfig
+from .training.checkpoint import load_checkpoint, model_from_checkpoint
+from .training.config import TrainConfig, build_configs, read_toml
+from .training.loop import evaluate as evaluate_tokens
+from .training.loop import resolve_device
+from .training.loop import train as train  # noqa: PLC0414  re-exported
+
+
+def configs(preset: str | None = None, config_file: str | None = None, model: dict | None = None,
+            train: dict | None = None) -> tuple[CharLMConfig, TrainConfig]:
+    """Configs from defaults < preset or TOML file < the given overrides."""
+    layers = [read_toml(preset, config_file)] if preset or config_file else []
+    return build_configs(*layers, {"model": model or {}, "train": train or {}})
+
+
+def load(checkpoint: str | Path, device: str = "cpu") -> tuple[CharLM, object, dict]:
+    """(model in eval mode, vocab, meta) from a run folder or a .pt checkpoint."""
+    dev = resolve_device(device)
+    payload = load_checkpoint(checkpoint, map_location=dev)
+    model, vocab = model_from_checkpoint(payload)
+    return model.to(dev), vocab, payload["meta"]
+
+
+def sample(checkpoint: str | Path, prime_text: str = "", length: int = 500, num_samples: int = 1,
+           seed: int = 1337, device: str = "cpu", on_text: Callable[[str], None] | None = None,
+           **sampling) -> list[str]:
+    """Samples continuing ``prime_text`` (included in each), one string per sample.
+
+    ``sampling`` takes SamplingConfig's fields (temperature, top_k, top_p, argmax). With one
+    sample, ``on_text`` receives the text piece by piece as it is generated.
+    """
+    model, vocab, _ = load(checkpoint, device)
+    return sample_model(model, vocab, prime_text, length, num_samples, seed, on_text, **sampling)
+
+
+def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
+                 num_samples: int = 1, seed: int = 1337,
+                 on_text: Callable[[str], None] | None = None, **sampling) -> list[str]:
+    """``sample`` for a model already loaded."""
+    cfg = SamplingConfig(**sampling)
+    gen = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+    stream = on_text if num_samples == 1 else None
+    if stream:
+        stream(prime_text)
+
+    def emit(token):
+        if stream and int(token[0]) >= len(vocab.specials):
+            stream(vocab.itos[int(token[0])])
+
+    rows = generate(model, vocab, prime_text, length, cfg, gen, num_samples, emit)
+    return [prime_text + vocab.decode(r) for r in rows]
+
+
+def evaluate(checkpoint: str | Path, data: str | None = None, split: str = "val",
+             batch_size: int | None = None, device: str = "cpu") -> dict:
+    """{"loss" (nats/char), "bpc", "perplexity", "chars"} on a split of a text.
+
+    The text defaults to the run's own training data; it is split with the run's fractions.
+    """
+    model, vocab, meta = load(checkpoint, device)
+    tcfg = TrainConfig(**meta["config"]["train"])
+    if data is not None:
+        raw, name = read_source(data), str(data)
+    elif tcfg.data is not None:
+        raw, name = read_source(tcfg.data), tcfg.data
+    else:
+        raw, name = corpus_bytes(tcfg.corpus), f"corpus:{tcfg.corpus}"
+    tokens = encode_file(raw, name, tcfg.mode, vocab).split(tcfg.val_frac, tcfg.test_frac)[split]
+    if len(tokens) < 2:
+        raise RnnkitError(f"the {split} split of {name} is empty (val_frac {tcfg.val_frac}, "
+                          f"test_frac {tcfg.test_frac}); use --split all")
+    report = evaluate_tokens(model, tokens, vocab, tcfg.mode, batch_size or tcfg.batch_size,
+                             tcfg.seq_length)
+    return {"split": split, **report}

@@ -1,0 +1,46 @@
+"""``rnnkit`` command line: ``main(argv)`` dispatches to one module per command.
+
+Each command module has ``add_arguments(parser)`` and ``run(args) -> int``. Problems the user
+can fix surface as one ``rnnkit: error: ...`` line on stderr and a non-zero exit, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import RnnkitError
+from . import evaluate, sample, train
+
+COMMANDS = {"train": train, "sample": sample, "eval": evaluate}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rnnkit", description=(
+        "Recurrent language models: train on text, sample from them, evaluate them."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        doc = module.__doc__.strip()
+        p = sub.add_parser(name, help=doc.splitlines()[0], description=doc,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except RnnkitError as e:
+        print(f"rnnkit: error: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except OSError as e:  # disk full, permissions, a folder where a file was expected ...
+        print(f"rnnkit: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rnnkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Config dataclasses -> argparse flags, and parsed flags -> config override layers."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+from dataclasses import fields
+from functools import cache
+from typing import Literal, get_args, get_origin, get_type_hints
+
+# char-rnn's flag names where ours differ from the dataclass field
+FLAG_NAMES = {"hidden_size": "rnn-size"}
+SKIP = {"vocab_size"}  # filled in from the data, never set by hand
+
+
+@cache
+def field_docs(cls) -> dict[str, str]:
+    """The string literal under each dataclass field (its attribute docstring)."""
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    return {a.target.id: b.value.value for a, b in zip(body, body[1:])
+            if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)
+            and isinstance(b.value, ast.Constant)}
+
+
+def flag_type(hint):
+    """(argparse type, choices) for a field's type hint."""
+    if get_origin(hint) is Literal:
+        return type(get_args(hint)[0]), get_args(hint)
+    args = [a for a in get_args(hint) if a is not type(None)]
+    return (args[0] if args else hint), None
+
+
+def add_dataclass_arguments(parser, cls, section: str) -> None:
+    """One ``--field-name`` flag per field; unset flags stay absent (defaults live elsewhere)."""
+    group = parser.add_argument_group(f"{section} settings")
+    hints, docs = get_type_hints(cls), field_docs(cls)
+    for f in fields(cls):
+        if f.name in SKIP:
+            continue
+        kind, choices = flag_type(hints[f.name])
+        flag = "--" + FLAG_NAMES.get(f.name, f.name.replace("_", "-"))
+        group.add_argument(flag, dest=f"{section}.{f.name}", type=kind, choices=choices,
+                           default=argparse.SUPPRESS,
+                           help=f"{docs.get(f.name, '')} (default: {f.default})")
+
+
+def overrides(args: argparse.Namespace) -> dict:
+    """{"model": {...}, "train": {...}} from the flags that were given."""
+    layer: dict[str, dict] = {}
+    for key, value in vars(args).items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            layer.setdefault(section, {})[name] = value
+    return layer

@@ -1,0 +1,53 @@
+"""Generate text from a trained model, character by character.
+
+examples:
+  rnnkit sample runs/shakespeare --prime-text "ROMEO:" --length 500 --temperature 0.8
+  rnnkit sample runs/lines --num-samples 10          # lines mode: ten lines on stdout
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..api import load, sample_model
+from ..errors import RnnkitError
+
+
+def add_arguments(p) -> None:
+    p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT",
+                   help="a run folder (uses best.pt, else last.pt) or a .pt file")
+    p.add_argument("--prime-text", default="", help="text to start from (printed first)")
+    p.add_argument("--length", type=int, default=500,
+                   help="characters to generate (lines mode: at most, per line)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="> 0; lower is more conservative (default: 1.0)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="sample among the likeliest tokens whose probability reaches p")
+    p.add_argument("--argmax", action="store_true", help="always take the likeliest character")
+    p.add_argument("--num-samples", type=int, default=1, help="independent samples (default 1)")
+    p.add_argument("--seed", type=int, default=1337, help="random seed (default 1337)")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+
+
+def run(args) -> int:
+    if args.length < 1 or args.num_samples < 1:
+        raise RnnkitError("--length and --num-samples must be >= 1")
+    model, vocab, _ = load(args.checkpoint, args.device)
+    lines_mode = "<eos>" in vocab.specials
+    texts = sample_model(model, vocab, args.prime_text, args.length, args.num_samples, args.seed,
+                         on_text=None if lines_mode else write, temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, argmax=args.argmax)
+    if lines_mode:
+        sys.stdout.write("".join(t + "\n" for t in texts))
+    elif args.num_samples == 1:
+        write("\n")
+    else:
+        sys.stdout.write("\n\n".join(texts) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()

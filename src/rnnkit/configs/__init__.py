@@ -1,0 +1,1 @@
+"""Built-in presets (TOML), selected with ``rnnkit train --preset NAME``."""

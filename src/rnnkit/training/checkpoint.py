@@ -1,0 +1,74 @@
+"""Checkpoints: ``NAME.pt`` (state_dicts, loaded with weights_only=True) + ``NAME.json`` (meta).
+
+The .pt file holds everything needed (the meta too), so one atomic rename makes a checkpoint
+valid; the .json sidecar repeats the meta for people and tools that do not load torch.
+
+    {"format_version": 1, "meta": {"kind", "config", "vocab", "step", "metrics"},
+     "model": model.state_dict(), "trainer": {optimizer, rng, carried state, ...} or absent}
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+
+from ..data.vocab import CharVocab
+from ..errors import RnnkitError
+from ..fileio import atomic_write, atomic_write_json
+from ..models.char_lm import CharLM, CharLMConfig
+
+FORMAT_VERSION = 1
+KIND = "rnnkit.char_lm"
+
+
+def save_checkpoint(path: str | Path, model_state: dict, meta: dict,
+                    trainer: dict | None = None) -> None:
+    path = Path(path)
+    payload = {"format_version": FORMAT_VERSION, "meta": meta, "model": model_state}
+    if trainer is not None:
+        payload["trainer"] = trainer
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write(path, lambda f: f.write(buf.getbuffer()))
+    atomic_write_json(path.with_suffix(".json"), {"format_version": FORMAT_VERSION, **meta})
+
+
+def resolve(path: str | Path) -> Path:
+    """A run folder means its best.pt (lowest val loss), else its last.pt."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise RnnkitError(f"{str(p)!r} holds no checkpoint (best.pt or last.pt); "
+                          "train into it first with rnnkit train --out")
+    if not p.is_file():
+        raise RnnkitError(f"checkpoint {str(p)!r} not found; give a run folder or a .pt file")
+    return p
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load and check a checkpoint. Never unpickles arbitrary objects (weights_only=True)."""
+    p = resolve(path)
+    try:
+        payload = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise RnnkitError(f"checkpoint {str(p)!r} is corrupt or not an rnnkit checkpoint "
+                          f"({reason}); use another checkpoint or retrain") from None
+    if not isinstance(payload, dict) or payload.get("meta", {}).get("kind") != KIND:
+        raise RnnkitError(f"{str(p)!r} is not an rnnkit char_lm checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise RnnkitError(f"{str(p)!r} has format version {payload.get('format_version')}, "
+                          f"this rnnkit reads version {FORMAT_VERSION}; use a matching rnnkit")
+    return payload
+
+
+def model_from_checkpoint(payload: dict) -> tuple[CharLM, CharVocab]:
+    """Rebuild the model from the saved config alone, load its weights, eval mode."""
+    meta = payload["meta"]
+    model = CharLM(CharLMConfig(**meta["config"]["model"]))
+    model.load_state_dict(payload["model"])
+    return model.eval(), CharVocab.from_json(meta["vocab"])

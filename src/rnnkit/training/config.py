@@ -1,0 +1,153 @@
+"""TrainConfig, presets, and the merge: defaults < preset or TOML file < saved run < flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Literal, get_args, get_origin, get_type_hints
+
+from ..errors import RnnkitError
+from ..models.char_lm import CharLMConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class TrainConfig:
+    data: str | None = None
+    """Training text (UTF-8). When not given, the built-in --corpus is used."""
+    corpus: str = "shakespeare"
+    """Built-in corpus used when --data is not given."""
+    mode: Literal["stream", "lines"] = "stream"
+    """stream: stateful truncated BPTT over the whole text; lines: every line is a sequence."""
+    seq_length: int = 128
+    """T, steps per window (stream) or the longest line kept (lines)."""
+    batch_size: int = 64
+    """B, parallel streams (stream) or lines (lines) per batch."""
+    learning_rate: float = 3e-3
+    """Peak AdamW learning rate."""
+    lr_schedule: Literal["cosine", "step", "constant"] = "cosine"
+    """cosine: warmup then cosine to min_lr_frac; step: char-rnn style decay; constant."""
+    warmup_steps: int = 50
+    """Linear warmup steps."""
+    min_lr_frac: float = 0.05
+    """Final learning rate of the cosine schedule, as a fraction of the peak."""
+    lr_decay_every: int = 1000
+    """Step schedule: multiply the learning rate by lr_decay_factor every this many steps."""
+    lr_decay_factor: float = 0.5
+    """Step schedule: the factor."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value; 0 disables."""
+    max_steps: int = 3000
+    """Optimizer steps to train for."""
+    max_time: float = 0.0
+    """Stop after this many seconds of training (evaluations included); 0 = no limit."""
+    eval_every: int = 500
+    """Steps between evaluations on val (each also saves checkpoints and a sample)."""
+    log_every: int = 10
+    """Steps between records in metrics.jsonl."""
+    val_frac: float = 0.05
+    """Fraction of the text (its end, before test) held out for validation."""
+    test_frac: float = 0.05
+    """Fraction of the text (its very end) held out for testing."""
+    seed: int = 1337
+    """Seed for initialisation, dropout, line shuffling and samples."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto picks cuda when available."""
+    sample_length: int = 300
+    """Characters sampled at each evaluation (kept in RUN_DIR/samples)."""
+    threads: int = 0
+    """torch intra-op threads on CPU; 0 = torch's default (one per core)."""
+
+    def __post_init__(self):
+        positive = ("seq_length", "batch_size", "max_steps", "eval_every", "log_every",
+                    "lr_decay_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.grad_clip < 0 or self.max_time < 0:
+            raise ValueError("grad_clip and max_time must be >= 0 (0 disables)")
+        if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1
+                and self.val_frac + self.test_frac < 1):
+            raise ValueError(f"val_frac and test_frac must be in [0, 1) and sum to < 1, got "
+                             f"{self.val_frac} and {self.test_frac}")
+
+
+SECTIONS = {"model": CharLMConfig, "train": TrainConfig}
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("rnnkit.configs").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def read_toml(preset: str | None = None, path: str | None = None) -> dict:
+    """A preset by name or a TOML file by path, as {"model": {...}, "train": {...}}."""
+    if preset is not None:
+        if preset not in preset_names():
+            raise RnnkitError(f"unknown preset {preset!r}; choose one of "
+                              f"{', '.join(preset_names())}, or pass --config FILE.toml")
+        text = (resources.files("rnnkit.configs") / f"{preset}.toml").read_text()
+        where = f"preset {preset}"
+    else:
+        if not Path(path).is_file():
+            raise RnnkitError(f"config file {path!r} not found; check the --config path")
+        text, where = Path(path).read_text(), path
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RnnkitError(f"{where} is not valid TOML ({e})") from None
+    check_keys(doc, where)
+    return doc
+
+
+def check_keys(doc: dict, where: str) -> None:
+    for section, values in doc.items():
+        if section not in SECTIONS or not isinstance(values, dict):
+            raise RnnkitError(f"{where}: unknown section [{section}]; use [model] and [train]")
+        known = {f.name for f in fields(SECTIONS[section])}
+        for key in values:
+            if key not in known:
+                raise RnnkitError(f"{where}: unknown key {section}.{key}")
+
+
+def build_configs(*layers: dict) -> tuple[CharLMConfig, TrainConfig]:
+    """Merge layers of {"model": {...}, "train": {...}} (later wins) into checked configs."""
+    merged: dict[str, dict] = {name: {} for name in SECTIONS}
+    for layer in layers:
+        for section, values in layer.items():
+            merged[section].update(values)
+    try:
+        return tuple(cls(**coerce(cls, merged[name])) for name, cls in SECTIONS.items())
+    except (ValueError, TypeError) as e:
+        raise RnnkitError(f"bad configuration: {e}") from None
+
+
+def coerce(cls, values: dict) -> dict:
+    """Check TOML/JSON values against the dataclass's type hints (ints may stand for floats)."""
+    hints = get_type_hints(cls)
+    out = {}
+    for key, value in values.items():
+        hint = hints[key]
+        if get_origin(hint) is Literal and value not in get_args(hint):
+            raise ValueError(f"{key} must be one of {get_args(hint)}, got {value!r}")
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif hint in (int, float, str) and not isinstance(value, hint):
+            raise ValueError(f"{key} must be {hint.__name__}, got {value!r}")
+        out[key] = value
+    return out
+
+
+def to_dict(model_cfg: CharLMConfig, train_cfg: TrainConfig) -> dict:
+    return {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}

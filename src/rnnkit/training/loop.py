@@ -1,0 +1,361 @@
+"""The training loop: teacher forcing, stateful TBPTT, evaluation, checkpoints and exact resume.
+
+A run folder holds:
+    config.json     the resolved {"model": ..., "train": ...} configuration
+    metrics.jsonl   one JSON record per line: step, train_loss, lr, ... (+ val_* at evaluations)
+    samples/        step_XXXXXX.txt, a sample at every evaluation
+    last.pt/.json   the latest checkpoint, with optimizer, RNG, carried state: resume from it
+    best.pt/.json   the weights with the lowest val loss so far
+    data/           the encoded corpus (memmap cache)
+
+Resume is exact: the batch is a function of the step, and the checkpoint carries everything
+else that changes (weights, AdamW moments, RNG, the hidden state carried between windows, the
+partial loss average), so a resumed run repeats the uninterrupted run's losses bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..data.batching import (IGNORE, LineBatches, StreamBatches, line_eval_batches,
+                             stream_eval_batches)
+from ..data.corpus import Corpus, prepare_corpus, read_source
+from ..data.shakespeare import corpus_bytes
+from ..data.vocab import BOS, EOS, CharVocab
+from ..decoding import SamplingConfig, generate
+from ..errors import RnnkitError
+from ..fileio import atomic_write_bytes, atomic_write_json
+from ..layers.recurrent import detach_state
+from ..models.char_lm import CharLM, CharLMConfig
+from .checkpoint import KIND, load_checkpoint, save_checkpoint
+from .config import TrainConfig, to_dict
+from .losses import loss_report, sequence_nll
+from .schedules import lr_at, progress
+
+
+class Interrupted(RnnkitError):
+    exit_code = 130
+
+
+class StopSignals:
+    """Turn the first SIGINT/SIGTERM into a flag the loop checks between steps, so the state
+    saved on the way out is never half-updated. A second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.signal = None
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class RunState:
+    """What changes during training besides weights and optimizer, saved in last.pt."""
+    step: int = 0
+    elapsed: float = 0.0
+    best_val: float = math.inf
+    loss_sum: float = 0.0  # train loss summed since the last metrics record
+    loss_count: int = 0
+    carried: tuple | None = None  # hidden state carried into the next TBPTT window
+    last_metrics: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RnnkitError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return torch.device(name)
+
+
+def load_text(cfg: TrainConfig) -> tuple[bytes, str]:
+    if cfg.data is not None:
+        return read_source(cfg.data), str(cfg.data)
+    return corpus_bytes(cfg.corpus), f"corpus:{cfg.corpus}"
+
+
+def load_corpus(cfg: TrainConfig, cache_dir: Path, vocab: CharVocab | None = None) -> Corpus:
+    raw, name = load_text(cfg)
+    corpus = prepare_corpus(raw, name, cfg.mode, cache_dir, vocab)
+    if vocab is not None and corpus.vocab != vocab:
+        raise RnnkitError(f"{name} now encodes to a different vocabulary than the checkpoint's; "
+                          "resume with the original text or start a new run")
+    return corpus
+
+
+def make_batches(cfg: TrainConfig, corpus: Corpus, tokens):
+    if cfg.mode == "stream":
+        return StreamBatches(tokens, cfg.batch_size, cfg.seq_length)
+    v = corpus.vocab
+    return LineBatches(tokens, v.id_of(BOS), v.id_of(EOS), cfg.batch_size, cfg.seq_length,
+                       cfg.seed)
+
+
+@torch.no_grad()
+def evaluate(model: CharLM, tokens, vocab: CharVocab, mode: str, batch_size: int,
+             seq_length: int) -> dict:
+    """Loss over every target of ``tokens``: {"loss" (nats/char), "bpc", "perplexity", "chars"}."""
+    was_training = model.training
+    model.eval()
+    device = model.head.weight.device
+    total, count, state = 0.0, 0, None
+    if mode == "stream":
+        batches = stream_eval_batches(tokens, batch_size, seq_length)
+    else:
+        batches = line_eval_batches(tokens, vocab.id_of(BOS), vocab.id_of(EOS), batch_size,
+                                    seq_length)
+    for x, y in batches:
+        logits, state = model(x.to(device), state if mode == "stream" else None)
+        y = y.to(device)
+        total += sequence_nll(logits, y, reduction="sum").item()
+        count += int((y != IGNORE).sum())
+    model.train(was_training)
+    return loss_report(total, count)
+
+
+def train_step(model, optimizer, x, y, state, cfg: TrainConfig) -> tuple[float, tuple]:
+    """One teacher-forced step: inputs are the true text, targets the same text shifted by one."""
+    logits, state = model(x, state)
+    loss = sequence_nll(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    # detach: backprop stops at the window edge, but the state itself flows on
+    return loss.item(), detach_state(state)
+
+
+class MetricsLog:
+    """metrics.jsonl, one record per line, flushed as written; trimmed to a step on resume."""
+
+    def __init__(self, path: Path, keep_until: int | None):
+        self.path = path
+        if keep_until is not None and path.is_file():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= keep_until]
+            atomic_write_bytes(path, "".join(k + "\n" for k in kept).encode())
+        self.file = open(path, "a" if keep_until is not None else "w", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class Trainer:
+    """Builds the model, optimizer and data for a run folder, then ``fit()`` trains it."""
+
+    def __init__(self, model_cfg: CharLMConfig, cfg: TrainConfig, out: str | Path,
+                 resume: bool = False, log=None):
+        self.cfg, self.out = cfg, Path(out)
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.device = resolve_device(cfg.device)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        created = not self.out.exists()
+        try:
+            self._setup(model_cfg, resume)
+        except BaseException:
+            if created and self.out.exists():  # a failed start leaves nothing behind
+                shutil.rmtree(self.out)
+            raise
+
+    def _setup(self, model_cfg: CharLMConfig, resume: bool) -> None:
+        payload = self._check_run_folder(resume)
+        vocab = CharVocab.from_json(payload["meta"]["vocab"]) if payload else None
+        corpus = load_corpus(self.cfg, self.out / "data", vocab)
+        self.vocab = corpus.vocab
+        splits = corpus.split(self.cfg.val_frac, self.cfg.test_frac)
+        self.val_tokens = splits["val"]
+        self.batches = make_batches(self.cfg, corpus, splits["train"])
+        model_cfg.vocab_size = len(self.vocab)
+        if payload and payload["meta"]["config"]["model"] != to_dict(model_cfg, self.cfg)["model"]:
+            raise RnnkitError("the model settings differ from the checkpoint's; resume with the "
+                              "run's own settings or start a new run with another --out")
+        self.model_cfg = model_cfg
+        torch.manual_seed(self.cfg.seed)
+        self.model = CharLM(model_cfg).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.learning_rate,
+                                           betas=(0.9, 0.99), weight_decay=self.cfg.weight_decay)
+        self.run = RunState()
+        if payload:
+            self._restore(payload)
+        atomic_write_json(self.out / "config.json", to_dict(model_cfg, self.cfg))
+        self.metrics = MetricsLog(self.out / "metrics.jsonl", self.run.step if payload else None)
+
+    def _check_run_folder(self, resume: bool) -> dict | None:
+        last = self.out / "last.pt"
+        if resume:
+            if not last.is_file():
+                raise RnnkitError(f"--resume: no run to resume in {str(self.out)!r} (no last.pt); "
+                                  "drop --resume to start a new run there")
+            return load_checkpoint(last, map_location=self.device)
+        if last.is_file() or (self.out / "config.json").is_file():
+            raise RnnkitError(f"{str(self.out)!r} already holds a run; add --resume to continue "
+                              "it, or choose a new --out")
+        return None
+
+    def _restore(self, payload: dict) -> None:
+        self.model.load_state_dict(payload["model"])
+        t = payload["trainer"]
+        self.optimizer.load_state_dict(t["optimizer"])
+        torch.set_rng_state(t["rng_cpu"])
+        if torch.cuda.is_available() and t.get("rng_cuda"):
+            torch.cuda.set_rng_state_all(t["rng_cuda"])
+        carried = t["carried"]
+        self.run = RunState(t["step"], t["elapsed"], t["best_val"], t["loss_sum"],
+                            t["loss_count"], tuple(carried) if carried is not None else None,
+                            payload["meta"]["metrics"])
+        self.log(f"resuming {self.out} at step {self.run.step}")
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def fit(self) -> dict:
+        """Train to --max-steps (or --max-time); returns the last metrics record."""
+        cfg, run = self.cfg, self.run
+        self.model.train()
+        bar = tqdm(total=cfg.max_steps, initial=run.step, disable=None, file=sys.stderr,
+                   dynamic_ncols=True, unit="step")
+        t_start, elapsed0, last_eval = time.perf_counter(), run.elapsed, -1
+        self._rate_mark = (t_start, run.step)
+        try:
+            with StopSignals() as stop:
+                while run.step < cfg.max_steps and not self._time_up(run.elapsed):
+                    lr = self._one_step()
+                    run.elapsed = elapsed0 + time.perf_counter() - t_start
+                    bar.update(1)
+                    if run.step % cfg.eval_every == 0:
+                        self._record(lr, evaluate_now=True)
+                        last_eval = run.step
+                    elif run.step % cfg.log_every == 0:
+                        self._record(lr)
+                        bar.set_postfix(loss=f"{run.last_metrics['train_loss']:.3f}",
+                                        chars_s=f"{run.last_metrics['chars_per_sec']:.0f}")
+                    if stop.signal:
+                        self._save("last", with_trainer=True)
+                        raise Interrupted(
+                            f"stopped by {stop.signal} at step {run.step}; saved "
+                            f"{self.out / 'last.pt'}; continue with: rnnkit train --out "
+                            f"{self.out} --resume")
+                if last_eval != run.step:
+                    frac = progress(run.step, run.elapsed, cfg)
+                    self._record(lr_at(run.step, frac, cfg), evaluate_now=True)
+        finally:
+            bar.close()
+            self.metrics.close()
+        return run.last_metrics
+
+    def _time_up(self, elapsed: float) -> bool:
+        return self.cfg.max_time > 0 and elapsed >= self.cfg.max_time
+
+    def _one_step(self) -> float:
+        run, cfg = self.run, self.cfg
+        lr = lr_at(run.step, progress(run.step, run.elapsed, cfg), cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y, reset = self.batches.batch(run.step)
+        state = None if reset else run.carried
+        loss, state = train_step(self.model, self.optimizer, x.to(self.device),
+                                 y.to(self.device), state, cfg)
+        run.carried = state if cfg.mode == "stream" else None
+        run.loss_sum += loss
+        run.loss_count += 1
+        run.step += 1
+        return lr
+
+    def _record(self, lr: float, evaluate_now: bool = False) -> None:
+        """Write a metrics record; at evaluations also a sample and the checkpoints.
+
+        The record is written before the checkpoint, so a run killed in between resumes from
+        the older checkpoint and the newer records are trimmed: no step is lost or doubled.
+        """
+        run = self.run
+        record = {"step": run.step,
+                  "train_loss": run.loss_sum / run.loss_count if run.loss_count else None,
+                  "lr": lr, "elapsed": round(run.elapsed, 3),
+                  "chars_per_sec": self._chars_per_sec()}
+        run.loss_sum, run.loss_count = 0.0, 0
+        if evaluate_now:
+            record.update(self._evaluate())
+            self._write_sample()
+        run.last_metrics = record
+        self.metrics.write(record)
+        if evaluate_now:
+            val = record.get("val_loss", math.inf)
+            improved = val < run.best_val or not math.isfinite(run.best_val)
+            run.best_val = min(run.best_val, val)
+            self._save("last", with_trainer=True)
+            if improved:
+                self._save("best", with_trainer=False)
+        self._rate_mark = (time.perf_counter(), run.step)
+
+    def _chars_per_sec(self) -> float:
+        prev_t, prev_step = self._rate_mark
+        seconds = time.perf_counter() - prev_t
+        chars = (self.run.step - prev_step) * self.cfg.batch_size * self.cfg.seq_length
+        return round(chars / seconds, 1) if seconds > 0 else 0.0
+
+    def _evaluate(self) -> dict:
+        if len(self.val_tokens) < 2:
+            return {}
+        cfg = self.cfg
+        rep = evaluate(self.model, self.val_tokens, self.vocab, cfg.mode, cfg.batch_size,
+                       cfg.seq_length)
+        return {"val_loss": rep["loss"], "val_bpc": rep["bpc"], "val_ppl": rep["perplexity"]}
+
+    def _write_sample(self) -> None:
+        gen = torch.Generator(self.device).manual_seed(self.cfg.seed + self.run.step)
+        rows = generate(self.model, self.vocab, "", self.cfg.sample_length, SamplingConfig(),
+                        gen)
+        self.model.train()
+        (self.out / "samples").mkdir(exist_ok=True)
+        text = self.vocab.decode(rows[0])
+        atomic_write_bytes(self.out / "samples" / f"step_{self.run.step:06d}.txt", text.encode())
+
+    def _save(self, name: str, with_trainer: bool) -> None:
+        run = self.run
+        meta = {"kind": KIND, "config": to_dict(self.model_cfg, self.cfg),
+                "vocab": self.vocab.to_json(), "step": run.step, "metrics": run.last_metrics}
+        trainer = None
+        if with_trainer:
+            trainer = {"optimizer": self.optimizer.state_dict(), "step": run.step,
+                       "elapsed": run.elapsed, "best_val": run.best_val,
+                       "loss_sum": run.loss_sum, "loss_count": run.loss_count,
+                       "carried": list(run.carried) if run.carried is not None else None,
+                       "rng_cpu": torch.get_rng_state(),
+                       "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+                       else []}
+        save_checkpoint(self.out / f"{name}.pt", self.model.state_dict(), meta, trainer)
+
+
+def train(model_cfg: CharLMConfig, cfg: TrainConfig, out: str | Path, resume: bool = False,
+          log=None) -> dict:
+    """Python API for ``rnnkit train``: train into run folder ``out``; returns final metrics."""
+    return Trainer(model_cfg, cfg, out, resume, log).fit()
