@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.data.batching import (IGNORE, LineBatches, StreamBatches, line_eval_batches,
-                                  stream_eval_batches)
+from rnnkit.data.batching import (
+    IGNORE,
+    LineBatches,
+    StreamBatches,
+    line_eval_batches,
+    stream_eval_batches,
+)
 from rnnkit.data.corpus import decode_text, prepare_corpus, tokenize
 from rnnkit.data.vocab import BOS, EOS, CharVocab
 from rnnkit.errors import RnnkitError

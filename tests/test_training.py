@@ -9,8 +9,8 @@ import rnnkit
 from rnnkit.errors import RnnkitError
 from rnnkit.models.char_lm import CharLM, CharLMConfig
 from rnnkit.training.checkpoint import FORMAT_VERSION, load_checkpoint
-from rnnkit.training.losses import sequence_nll
 from rnnkit.training.loop import Interrupted, Trainer, train_step
+from rnnkit.training.losses import sequence_nll
 from rnnkit.training.schedules import lr_at
 
 from .conftest import SENTENCES

@@ -16,8 +16,8 @@ import torch
 
 from .data.corpus import encode_file, read_source
 from .data.shakespeare import corpus_bytes
-from .errors import RnnkitError
 from .decoding import SamplingConfig, generate
+from .errors import RnnkitError
 from .models.char_lm import CharLM, CharLMConfig
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
 from .training.config import TrainConfig, build_configs, read_toml

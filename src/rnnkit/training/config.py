@@ -66,6 +66,9 @@ class TrainConfig:
     """Characters sampled at each evaluation (kept in RUN_DIR/samples)."""
     threads: int = 0
     """torch intra-op threads on CPU; 0 = torch's default (one per core)."""
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    """Training forward pass in fp32 or bf16 autocast (weights, optimizer and evaluation stay
+    fp32); auto = bf16 where the CPU or GPU supports it natively."""
 
     def __post_init__(self):
         positive = ("seq_length", "batch_size", "max_steps", "eval_every", "log_every",
@@ -87,7 +90,7 @@ SECTIONS = {"model": CharLMConfig, "train": TrainConfig}
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("rnnkit.configs").iterdir()
+    return sorted(p.name[:-5] for p in resources.files("rnnkit.presets").iterdir()
                   if p.name.endswith(".toml"))
 
 
@@ -97,7 +100,7 @@ def read_toml(preset: str | None = None, path: str | None = None) -> dict:
         if preset not in preset_names():
             raise RnnkitError(f"unknown preset {preset!r}; choose one of "
                               f"{', '.join(preset_names())}, or pass --config FILE.toml")
-        text = (resources.files("rnnkit.configs") / f"{preset}.toml").read_text()
+        text = (resources.files("rnnkit.presets") / f"{preset}.toml").read_text()
         where = f"preset {preset}"
     else:
         if not Path(path).is_file():

@@ -28,8 +28,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..data.batching import (IGNORE, LineBatches, StreamBatches, line_eval_batches,
-                             stream_eval_batches)
+from ..data.batching import (
+    IGNORE,
+    LineBatches,
+    StreamBatches,
+    line_eval_batches,
+    stream_eval_batches,
+)
 from ..data.corpus import Corpus, prepare_corpus, read_source
 from ..data.shakespeare import corpus_bytes
 from ..data.vocab import BOS, EOS, CharVocab
@@ -88,8 +93,18 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise RnnkitError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+        raise RnnkitError("--device cuda was asked for, but no CUDA GPU is available; "
+                          "use --device cpu")
     return torch.device(name)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether to train under bf16 autocast: asked for, or "auto" on native bf16 hardware."""
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def load_text(cfg: TrainConfig) -> tuple[bytes, str]:
@@ -137,10 +152,12 @@ def evaluate(model: CharLM, tokens, vocab: CharVocab, mode: str, batch_size: int
     return loss_report(total, count)
 
 
-def train_step(model, optimizer, x, y, state, cfg: TrainConfig) -> tuple[float, tuple]:
+def train_step(model, optimizer, x, y, state, cfg: TrainConfig,
+               bf16: bool = False) -> tuple[float, tuple]:
     """One teacher-forced step: inputs are the true text, targets the same text shifted by one."""
-    logits, state = model(x, state)
-    loss = sequence_nll(logits, y)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits, state = model(x, state)
+    loss = sequence_nll(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip > 0:
@@ -175,8 +192,9 @@ class Trainer:
     def __init__(self, model_cfg: CharLMConfig, cfg: TrainConfig, out: str | Path,
                  resume: bool = False, log=None):
         self.cfg, self.out = cfg, Path(out)
-        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
         self.device = resolve_device(cfg.device)
+        self.bf16 = use_bf16(cfg.precision, self.device)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         created = not self.out.exists()
@@ -240,6 +258,11 @@ class Trainer:
     def fit(self) -> dict:
         """Train to --max-steps (or --max-time); returns the last metrics record."""
         cfg, run = self.cfg, self.run
+        if run.step >= cfg.max_steps or self._time_up(run.elapsed):
+            self.log(f"the run in {self.out} is finished (step {run.step}); pass a larger "
+                     "--max-steps or --max-time to extend it")
+            self.metrics.close()
+            return run.last_metrics
         self.model.train()
         bar = tqdm(total=cfg.max_steps, initial=run.step, disable=None, file=sys.stderr,
                    dynamic_ncols=True, unit="step")
@@ -283,7 +306,7 @@ class Trainer:
         x, y, reset = self.batches.batch(run.step)
         state = None if reset else run.carried
         loss, state = train_step(self.model, self.optimizer, x.to(self.device),
-                                 y.to(self.device), state, cfg)
+                                 y.to(self.device), state, cfg, self.bf16)
         run.carried = state if cfg.mode == "stream" else None
         run.loss_sum += loss
         run.loss_count += 1
@@ -305,6 +328,7 @@ class Trainer:
         if evaluate_now:
             record.update(self._evaluate())
             self._write_sample()
+            self.log(describe(record))
         run.last_metrics = record
         self.metrics.write(record)
         if evaluate_now:
@@ -353,6 +377,17 @@ class Trainer:
                        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
                        else []}
         save_checkpoint(self.out / f"{name}.pt", self.model.state_dict(), meta, trainer)
+
+
+def describe(record: dict) -> str:
+    """One console line for an evaluation record."""
+    parts = [f"step {record['step']}"]
+    if record.get("train_loss") is not None:
+        parts.append(f"train loss {record['train_loss']:.4f}")
+    if "val_loss" in record:
+        parts.append(f"val loss {record['val_loss']:.4f} ({record['val_bpc']:.3f} bpc, "
+                     f"ppl {record['val_ppl']:.2f})")
+    return ", ".join(parts) + f", {record['chars_per_sec']:,.0f} chars/s"
 
 
 def train(model_cfg: CharLMConfig, cfg: TrainConfig, out: str | Path, resume: bool = False,

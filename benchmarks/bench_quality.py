@@ -1,0 +1,88 @@
+"""Quality per wall-clock budget: train a preset for a fixed time, evaluate on the full val split.
+
+    python benchmarks/bench_quality.py --data ../shared/data/tinyshakespeare.txt \
+        --val-frac 0.1 --test-frac 0 --budget 300 --save benchmarks/results/quality.json
+
+Prints one JSON object: val loss (nats/char) and bpc over every val character, training
+chars/s, peak RSS, steps, and the wall time of the whole job (training, its periodic
+evaluations and the final evaluation). The budget covers all of it: training stops at
+``budget - reserve`` seconds so that the final evaluation fits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import rnnkit
+from rnnkit.training.loop import Trainer
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="shakespeare-5min")
+    p.add_argument("--data", default=None, help="text file (default: the built-in corpus)")
+    p.add_argument("--val-frac", type=float, default=0.1)
+    p.add_argument("--test-frac", type=float, default=0.0)
+    p.add_argument("--budget", type=float, default=300.0, help="seconds for the whole job")
+    p.add_argument("--reserve", type=float, default=15.0,
+                   help="seconds kept for start-up and the final evaluation")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="extra train/model settings, e.g. train.learning_rate=0.004")
+    p.add_argument("--out", default=None, help="run folder (default: a temporary one)")
+    p.add_argument("--save", default=None, help="also write the JSON here")
+    return p.parse_args(argv)
+
+
+def settings(args) -> tuple[dict, dict]:
+    train = {"data": args.data, "val_frac": args.val_frac, "test_frac": args.test_frac,
+             "max_time": args.budget - args.reserve, "max_steps": 10**9}
+    model: dict = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        section, name = key.split(".", 1)
+        (train if section == "train" else model)[name] = json.loads(value)
+    return model, train
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    t0 = time.perf_counter()
+    model, train = settings(args)
+    model_cfg, cfg = rnnkit.configs(preset=args.preset, model=model, train=train)
+    out = Path(args.out or tempfile.mkdtemp(prefix="bench_quality_")) / "run"
+    trainer = Trainer(model_cfg, cfg, out)
+    final = trainer.fit()
+    train_wall = time.perf_counter() - t0
+    report = rnnkit.evaluate(out / "last.pt", data=args.data, split="val")
+    result = {
+        "benchmark": "quality_per_budget", "preset": args.preset,
+        "data": args.data or f"corpus:{cfg.corpus}", "budget_s": args.budget,
+        "val_loss": round(report["loss"], 4), "val_bpc": round(report["bpc"], 4),
+        "val_chars": report["chars"], "steps": final["step"],
+        "train_chars_per_sec": round(final["step"] * cfg.batch_size * cfg.seq_length
+                                     / final["elapsed"], 1),
+        "wall_s": round(time.perf_counter() - t0, 1), "train_wall_s": round(train_wall, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "bf16": trainer.bf16, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "config": {"model": vars(model_cfg), "train": vars(cfg)},
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.save:
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.save).write_text(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,141 @@
+"""The command line as a user meets it: train -> sample -> eval, and every bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rnnkit.cli import main
+from rnnkit.training.config import build_configs, preset_names, read_toml
+
+TINY = ["--preset", "tiny", "--max-steps", "20", "--eval-every", "10", "--seq-length", "16"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from pathlib import Path
+    hamlet = Path(__file__).parent / "fixtures" / "hamlet_excerpt.txt"
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--data", str(hamlet), "--out", str(out), *TINY]) == 0
+    return out
+
+
+def error_of(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.startswith("rnnkit: error: ") and "\n" not in err, err
+    return err
+
+
+def test_train_sample_eval_end_to_end(run_dir, capsys, hamlet):
+    assert main(["sample", str(run_dir), "--prime-text", "Ber.", "--length", "50"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Ber.") and len(out) == len("Ber.") + 50 + 1
+    assert main(["eval", str(run_dir), "--data", str(hamlet), "--split", "test", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"loss", "bpc", "perplexity", "chars"} and report["chars"] > 1000
+    assert main(["eval", str(run_dir)]) == 0  # the run's own text, val split
+    assert "bits/char" in capsys.readouterr().out
+
+
+def test_sampling_flags_and_seed(run_dir, capsys):
+    args = ["sample", str(run_dir), "--length", "40", "--top-k", "5", "--top-p", "0.9",
+            "--temperature", "0.7", "--seed", "3"]
+    main(args)
+    first = capsys.readouterr().out
+    main(args)
+    assert capsys.readouterr().out == first
+    main(["sample", str(run_dir), "--length", "40", "--argmax", "--num-samples", "3"])
+    samples = capsys.readouterr().out.strip("\n").split("\n\n")
+    assert len(set(samples)) == 1  # greedy: every sample the same
+
+
+def test_lines_mode_prints_exactly_n_lines(tmp_path, sentences_file, capsys):
+    out = tmp_path / "lines"
+    assert main(["train", "--data", str(sentences_file), "--out", str(out), "--mode", "lines",
+                 "--batch-size", "3", "--val-frac", "0", "--test-frac", "0", "--preset", "tiny",
+                 "--max-steps", "30"]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(out), "--num-samples", "7", "--length", "60"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 7 and captured.out.endswith("\n")
+
+
+def test_every_preset_is_a_valid_configuration():
+    assert {"tiny", "shakespeare-5min"} <= set(preset_names())
+    for name in preset_names():
+        build_configs(read_toml(name))
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    files = {"empty.txt": b"", "binary.bin": bytes(range(256)) * 4,
+             "latin1.txt": "caf\xe9 cr\xe8me\n".encode("latin-1"), "short.txt": b"tiny text\n",
+             "corrupt.pt": b"not a checkpoint at all"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return tmp_path
+
+
+@pytest.mark.parametrize("file, words", [
+    ("empty.txt", "is empty"), ("binary.bin", "binary"), ("latin1.txt", "not valid UTF-8"),
+    ("short.txt", "too few for one batch"), ("missing.txt", "not found")])
+def test_bad_training_text_fails_cleanly_and_leaves_nothing(bad_files, capsys, file, words):
+    out = bad_files / "run"
+    err = error_of(capsys, ["train", "--data", str(bad_files / file), "--out", str(out), *TINY])
+    assert words in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--prime-text", "\u263a"], "outside the model's vocabulary"),
+    (["--temperature", "0"], "--temperature must be > 0"),
+    (["--temperature", "-1"], "--temperature must be > 0"),
+    (["--top-k", "0"], "--top-k must be >= 1"),
+    (["--top-p", "0"], "--top-p must be in (0, 1]"),
+    (["--top-p", "1.5"], "--top-p must be in (0, 1]")])
+def test_bad_sampling_flags(run_dir, capsys, flags, words):
+    assert words in error_of(capsys, ["sample", str(run_dir), *flags])
+
+
+def test_missing_and_corrupt_checkpoints(bad_files, capsys):
+    assert "not found" in error_of(capsys, ["sample", str(bad_files / "nope.pt")])
+    assert "corrupt" in error_of(capsys, ["sample", str(bad_files / "corrupt.pt")])
+    assert "holds no checkpoint" in error_of(capsys, ["eval", str(bad_files)])
+
+
+def test_resume_without_a_run_and_train_over_a_run(run_dir, tmp_path, capsys, hamlet):
+    err = error_of(capsys, ["train", "--out", str(tmp_path / "none"), "--resume", *TINY])
+    assert "no run to resume" in err and not (tmp_path / "none").exists()
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    err = error_of(capsys, ["train", "--data", str(hamlet), "--out", str(run_dir), *TINY])
+    assert "already holds a run" in err
+    assert before == {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+
+
+def test_bad_config_file(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[train]\nlearning_rat = 1\n")
+    err = error_of(capsys, ["train", "--config", str(cfg), "--out", str(tmp_path / "r")])
+    assert "unknown key train.learning_rat" in err
+    assert "unknown preset" in error_of(capsys, ["train", "--preset", "nope", "--out", "x"])
+
+
+@pytest.mark.slow
+def test_errors_reach_the_shell_as_one_line_without_traceback(bad_files, run_dir):
+    for argv in (["train", "--data", str(bad_files / "empty.txt"), "--out", str(bad_files / "r")],
+                 ["sample", str(run_dir), "--temperature", "0"]):
+        proc = subprocess.run([sys.executable, "-m", "rnnkit", *argv], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_sample_streams_from_a_subprocess(run_dir):
+    proc = subprocess.run([sys.executable, "-m", "rnnkit", "sample", str(run_dir), "--length",
+                           "30", "--prime-text", "Ham"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("Ham") and len(proc.stdout) == 34
