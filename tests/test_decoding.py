@@ -14,15 +14,6 @@ CHARS = list("abcdefgh \n")
 V = 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and contend on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 

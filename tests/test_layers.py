@@ -15,15 +15,6 @@ STATE_COUNT = {"lstm": 2, "gru": 1, "rnn": 1}
 D, H, B, T = 5, 7, 3, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and contend on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_state(kind, *lead, dtype=torch.float32, requires_grad=False):
     """A random state tuple: (h,) or (h, c), each of shape (*lead, H)."""
     return tuple(torch.randn(*lead, H, dtype=dtype, requires_grad=requires_grad)
@@ -195,42 +186,36 @@ def test_auto_impl_uses_fused_kernel_only_for_standard_cells():
 # ---------------------------------------------------------------- gradcheck
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_cell_gradients_pass_gradcheck(kind):
-    torch.manual_seed(6)
-    cell = CELLS[kind](3, 4).double()
-    names = [n for n, _ in cell.named_parameters()]
-    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
-    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
-    state = tuple(torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
-                  for _ in range(STATE_COUNT[kind]))
+def gradcheck_module(module, x, state):
+    """gradcheck of a module's outputs and new state w.r.t. input, state and every weight."""
+    names = [n for n, _ in module.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in module.parameters()]
     n_state = len(state)
 
     def f(x, *rest):
-        y, new_state = functional_call(cell, dict(zip(names, rest[n_state:])),
+        y, new_state = functional_call(module, dict(zip(names, rest[n_state:])),
                                        (x, tuple(rest[:n_state])))
         return (y, *new_state)
 
-    assert torch.autograd.gradcheck(f, (x, *state, *params))
+    return torch.autograd.gradcheck(f, (x, *state, *params))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cell_gradients_pass_gradcheck(kind):
+    torch.manual_seed(6)
+    cell = CELLS[kind](3, H).double()
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    assert gradcheck_module(cell, x, random_state(kind, 2, dtype=torch.float64,
+                                                  requires_grad=True))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_recurrent_cells_path_passes_gradcheck(kind):
     torch.manual_seed(7)
-    rnn = Recurrent(kind, 2, 3, num_layers=2, impl="cells").double()
-    names = [n for n, _ in rnn.named_parameters()]
-    params = [p.detach().clone().requires_grad_() for p in rnn.parameters()]
+    rnn = Recurrent(kind, 2, H, num_layers=2, impl="cells").double()
     x = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
-    state = tuple(torch.randn(2, 2, 3, dtype=torch.float64, requires_grad=True)
-                  for _ in range(STATE_COUNT[kind]))
-    n_state = len(state)
-
-    def f(x, *rest):
-        out, new_state = functional_call(rnn, dict(zip(names, rest[n_state:])),
-                                         (x, tuple(rest[:n_state])))
-        return (out, *new_state)
-
-    assert torch.autograd.gradcheck(f, (x, *state, *params))
+    assert gradcheck_module(rnn, x, random_state(kind, 2, 2, dtype=torch.float64,
+                                                 requires_grad=True))
 
 
 # ---------------------------------------------------------------- state carry and detach

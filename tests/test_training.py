@@ -96,6 +96,14 @@ def test_interrupted_run_resumes_exactly(tmp_path, hamlet, monkeypatch, mode):
     assert_same_weights(weights(tmp_path / "cut"), weights(tmp_path / "whole"))
 
 
+def test_one_record_per_step_when_the_run_ends_between_evaluations(tmp_path, hamlet):
+    out = tmp_path / "run"
+    rnnkit.train(*small(hamlet, max_steps=35), out=out)
+    recs = losses(out)
+    assert [r[0] for r in recs] == [5, 10, 15, 20, 25, 30, 35]
+    assert recs[-1][2] is not None  # the last step is always evaluated
+
+
 def test_resume_with_more_steps_extends_a_finished_run(tmp_path, hamlet):
     out = tmp_path / "run"
     rnnkit.train(*small(hamlet), out=out)

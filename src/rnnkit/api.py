@@ -21,8 +21,8 @@ from .errors import RnnkitError
 from .models.char_lm import CharLM, CharLMConfig
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
 from .training.config import TrainConfig, build_configs, read_toml
+from .training.loop import eval_batch_size, resolve_device
 from .training.loop import evaluate as evaluate_tokens
-from .training.loop import resolve_device
 from .training.loop import train as train  # noqa: PLC0414  re-exported
 
 
@@ -89,6 +89,6 @@ def evaluate(checkpoint: str | Path, data: str | None = None, split: str = "val"
     if len(tokens) < 2:
         raise RnnkitError(f"the {split} split of {name} is empty (val_frac {tcfg.val_frac}, "
                           f"test_frac {tcfg.test_frac}); use --split all")
-    report = evaluate_tokens(model, tokens, vocab, tcfg.mode, batch_size or tcfg.batch_size,
-                             tcfg.seq_length)
+    rows = batch_size or eval_batch_size(tcfg.mode, tcfg.batch_size)
+    report = evaluate_tokens(model, tokens, vocab, tcfg.mode, rows, tcfg.seq_length)
     return {"split": split, **report}

@@ -11,7 +11,8 @@ from typing import Literal, get_args, get_origin, get_type_hints
 
 # char-rnn's flag names where ours differ from the dataclass field
 FLAG_NAMES = {"hidden_size": "rnn-size"}
-SKIP = {"vocab_size"}  # filled in from the data, never set by hand
+SKIP = {"vocab_size"}
+METAVARS = {int: "N", float: "F", str: "S"}  # filled in from the data, never set by hand
 
 
 @cache
@@ -41,7 +42,8 @@ def add_dataclass_arguments(parser, cls, section: str) -> None:
         kind, choices = flag_type(hints[f.name])
         flag = "--" + FLAG_NAMES.get(f.name, f.name.replace("_", "-"))
         group.add_argument(flag, dest=f"{section}.{f.name}", type=kind, choices=choices,
-                           default=argparse.SUPPRESS,
+                           default=argparse.SUPPRESS, metavar=None if choices else
+                           "FILE" if f.name == "data" else METAVARS[kind],
                            help=f"{docs.get(f.name, '')} (default: {f.default})")
 
 
