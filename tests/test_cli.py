@@ -139,3 +139,37 @@ def test_sample_streams_from_a_subprocess(run_dir):
                            "30", "--prime-text", "Ham"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("Ham") and len(proc.stdout) == 34
+
+
+def test_more_bad_inputs_get_one_line(run_dir, tmp_path, capsys):
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf\n")
+    assert "is empty" in error_of(capsys, ["train", "--data", str(bom), "--out",
+                                           str(tmp_path / "r"), *TINY])
+    # a bad prompt is refused before anything reaches stdout
+    code = main(["sample", str(run_dir), "--prime-text", "ab\u263a"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and "vocabulary" in captured.err
+    # a tiny temperature is greedy, not a crash
+    assert main(["sample", str(run_dir), "--temperature", "1e-300", "--length", "20"]) == 0
+    capsys.readouterr()
+    # a flag of the wrong type: one line too
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(run_dir), "--top-k", "abc"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.startswith("rnnkit: error:") and "\n" not in err
+
+
+def test_damaged_run_folders_get_one_line(run_dir, tmp_path, capsys):
+    import shutil
+
+    import torch
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "config.json").write_text('{"train": {"bogus": 1}}')
+    assert "corrupt" in error_of(capsys, ["train", "--out", str(copy), "--resume"])
+    (copy / "config.json").write_text((run_dir / "config.json").read_text())
+    shutil.copy(copy / "best.pt", copy / "last.pt")
+    assert "no training state" in error_of(capsys, ["train", "--out", str(copy), "--resume"])
+    torch.save({"format_version": 1, "meta": {"kind": "rnnkit.char_lm"}}, copy / "odd.pt")
+    assert "incomplete" in error_of(capsys, ["sample", str(copy / "odd.pt")])

@@ -133,5 +133,6 @@ def test_line_order_is_a_seeded_shuffle_per_epoch():
 
 def test_line_eval_batches_visit_every_line():
     ids, vocab = tokenize("".join(f"{i}\n" for i in range(10)), "lines")
-    ys = [y for _, y in line_eval_batches(ids, vocab.id_of(BOS), vocab.id_of(EOS), 3, 50)]
+    ys = [y for _, y in line_eval_batches(ids, vocab.id_of(BOS), vocab.id_of(EOS), 3)]
     assert sum(int((y == vocab.id_of(EOS)).sum()) for y in ys) == 10
+    assert sum(int((y != IGNORE).sum()) for y in ys) == len(ids)  # every target, none cut

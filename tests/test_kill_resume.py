@@ -17,6 +17,13 @@ ARGS = ["--preset", "tiny", "--max-steps", "1500", "--eval-every", "50", "--seq-
         "--dropout", "0.1", "--num-layers", "2", "--threads", "1"]
 
 
+def checkpoint_step(run) -> int:
+    try:  # last.json is replaced atomically: it is whole or absent
+        return json.loads((run / "last.json").read_text())["step"]
+    except FileNotFoundError:
+        return -1
+
+
 def records(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -30,9 +37,9 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, hamlet):
     proc = subprocess.Popen([sys.executable, "-m", "rnnkit", *train, "--out", str(cut)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (cut / "last.json").is_file() and time.time() < deadline:
+    while checkpoint_step(cut) < 50 and time.time() < deadline:
         time.sleep(0.005)
-    time.sleep(random.Random(0).uniform(0.05, 0.5))  # somewhere after the first checkpoint
+    time.sleep(random.Random(0).uniform(0.05, 0.5))  # somewhere after the first evaluation
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"

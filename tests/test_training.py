@@ -122,10 +122,24 @@ def test_existing_run_is_not_overwritten_and_bad_resume_is_refused(tmp_path, ham
     with pytest.raises(RnnkitError, match="no run to resume"):
         rnnkit.train(*small(hamlet), out=tmp_path / "nothing", resume=True)
     assert not (tmp_path / "nothing").exists()
-    with pytest.raises(RnnkitError, match="model settings differ"):
-        cfgs = small(hamlet)
-        cfgs[0].hidden_size = 48
-        rnnkit.train(*cfgs, out=out, resume=True)
+    for model, train in (({"hidden_size": 48}, {}), ({}, {"batch_size": 8}),
+                         ({}, {"mode": "lines"})):
+        cfgs = small(hamlet, **train)
+        for k, v in model.items():
+            setattr(cfgs[0], k, v)
+        with pytest.raises(RnnkitError, match="--resume cannot change"):
+            rnnkit.train(*cfgs, out=out, resume=True)
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_a_run_killed_before_its_first_evaluation_can_resume(tmp_path, hamlet):
+    out = tmp_path / "run"
+    trainer = Trainer(*small(hamlet), out=out)  # set up, never trained
+    del trainer
+    assert load_checkpoint(out / "last.pt")["meta"]["step"] == 0
+    rnnkit.train(*small(hamlet), out=out, resume=True)
+    rnnkit.train(*small(hamlet), out=tmp_path / "whole")
+    assert losses(out) == losses(tmp_path / "whole")
 
 
 def test_failed_start_leaves_no_run_folder(tmp_path, hamlet):

@@ -16,7 +16,7 @@ import torch
 
 from .data.corpus import encode_file, read_source
 from .data.shakespeare import corpus_bytes
-from .decoding import SamplingConfig, generate
+from .decoding import SamplingConfig, generate, prompt_ids
 from .errors import RnnkitError
 from .models.char_lm import CharLM, CharLMConfig
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
@@ -58,6 +58,7 @@ def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
                  on_text: Callable[[str], None] | None = None, **sampling) -> list[str]:
     """``sample`` for a model already loaded."""
     cfg = SamplingConfig(**sampling)
+    prompt_ids(vocab, prime_text)  # refuse a bad prompt before anything is printed
     gen = torch.Generator(next(model.parameters()).device).manual_seed(seed)
     stream = on_text if num_samples == 1 else None
     if stream:

@@ -15,8 +15,15 @@ from . import evaluate, sample, train
 COMMANDS = {"train": train, "sample": sample, "eval": evaluate}
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one ``rnnkit: error:`` line (no usage block), exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"rnnkit: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rnnkit", description=(
+    parser = Parser(prog="rnnkit", description=(
         "Recurrent language models: train on text, sample from them, evaluate them."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():

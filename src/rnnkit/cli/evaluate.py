@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from ..api import evaluate
+from ..errors import RnnkitError
 
 
 def add_arguments(p) -> None:
@@ -24,6 +25,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    if args.batch_size is not None and args.batch_size < 1:
+        raise RnnkitError(f"--batch-size must be >= 1, got {args.batch_size}")
     r = evaluate(args.checkpoint, args.data, args.split, args.batch_size, args.device)
     if args.json:
         print(json.dumps(r))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import RnnkitError
 from ..models.char_lm import CharLMConfig
-from ..training.config import TrainConfig, build_configs, preset_names, read_toml
+from ..training.config import TrainConfig, build_configs, check_keys, preset_names, read_toml
 from ..training.loop import train
 from .args import add_dataclass_arguments, overrides
 
@@ -41,9 +41,12 @@ def saved_config(out: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise RnnkitError(f"{path} is corrupt; fix or delete it, or start a new --out") from None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        check_keys(doc, str(path))
+    except (ValueError, AttributeError, RnnkitError):
+        raise RnnkitError(f"{path} is corrupt; fix it (or delete it and pass the run's settings "
+                          "as flags), or start a new --out") from None
+    return doc
 
 
 def run(args) -> int:
@@ -55,5 +58,5 @@ def run(args) -> int:
     metrics = train(model_cfg, cfg, out, resume=args.resume)
     val = metrics.get("val_loss")
     summary = f"val loss {val:.4f} nats/char ({metrics['val_bpc']:.3f} bpc)" if val else "done"
-    print(f"step {metrics['step']}: {summary}; run folder {out}", flush=True)
+    print(f"step {metrics.get('step', 0)}: {summary}; run folder {out}", flush=True)
     return 0

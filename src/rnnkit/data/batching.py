@@ -107,9 +107,11 @@ class LineBatches:
         return x, y, True
 
 
-def line_eval_batches(tokens: np.ndarray, bos: int, eos: int, batch_size: int, max_len: int):
-    """All lines in order, ``batch_size`` at a time, as padded (x, y)."""
+def line_eval_batches(tokens: np.ndarray, bos: int, eos: int, batch_size: int):
+    """All lines in order, ``batch_size`` at a time, as padded (x, y), none cut short: every
+    character and stop token is scored (training cuts lines at --seq-length)."""
     starts, ends = line_spans(tokens, eos)
     spans = np.stack([starts, ends], axis=1)
     for i in range(0, len(spans), batch_size):
-        yield pad_lines(tokens, spans[i:i + batch_size], bos, max_len)
+        chunk = spans[i:i + batch_size]
+        yield pad_lines(tokens, chunk, bos, int((chunk[:, 1] - chunk[:, 0]).max()))

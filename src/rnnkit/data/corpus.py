@@ -25,8 +25,6 @@ MODES = ("stream", "lines")
 
 def decode_text(raw: bytes, name: str) -> str:
     """Bytes to text, refusing empty, binary and non-UTF-8 input with a one-line reason."""
-    if not raw.strip():
-        raise RnnkitError(f"{name} is empty; give a UTF-8 text file with some text in it")
     if b"\x00" in raw[:1 << 20]:
         raise RnnkitError(f"{name} looks binary (it holds NUL bytes); give a UTF-8 text file")
     try:
@@ -35,7 +33,10 @@ def decode_text(raw: bytes, name: str) -> str:
         raise RnnkitError(f"{name} is not valid UTF-8 (bad byte at offset {e.start}); "
                           "convert it first, e.g. iconv -f latin1 -t utf-8") from None
     # One newline convention, so Windows files split into the same lines.
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    if not text.strip():
+        raise RnnkitError(f"{name} is empty; give a UTF-8 text file with some text in it")
+    return text
 
 
 def read_source(path: str | Path) -> bytes:

@@ -9,7 +9,9 @@ BOS, EOS = "<bos>", "<eos>"
 
 def codepoints(text: str) -> np.ndarray:
     """The text's Unicode code points as a uint32 array, without a Python list per character."""
-    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+    # surrogatepass: undecodable command-line bytes arrive as lone surrogates; they then show
+    # up as unknown characters instead of crashing the encoder
+    return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype="<u4")
 
 
 class CharVocab:

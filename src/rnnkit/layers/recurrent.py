@@ -56,6 +56,11 @@ class Recurrent(nn.Module):
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         if state is None:
             state = self.init_state(x.shape[0], x)
+        expected = (self.num_layers, x.shape[0], self.hidden_size)
+        if len(state) != self.state_count or any(s.shape != expected for s in state):
+            # torch's kernels do not check this themselves (a wrong shape corrupts memory)
+            raise ValueError(f"state must be {self.state_count} tensor(s) of shape {expected}, "
+                             f"got {[tuple(s.shape) for s in state]}")
         if self.fused:
             return self._forward_fused(x, state)
         return self._forward_cells(x, state)

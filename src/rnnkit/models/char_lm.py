@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from ..layers.cells import State
@@ -27,6 +28,9 @@ class CharLMConfig:
     """Dropout between recurrent layers and before the decoder."""
     mlp_layers: int = 0
     """Extra hidden layers (H units, GELU) between the RNN and the softmax layer."""
+    forget_bias: float = 0.0
+    """LSTM only: start the forget gates' bias at this value (1.0 as in Jozefowicz et al.
+    2015, so cells remember by default); 0 keeps torch's initialisation."""
 
     def __post_init__(self):
         if self.cell not in ("lstm", "gru", "rnn"):
@@ -57,6 +61,15 @@ class CharLM(nn.Module):
             mlp += [nn.Linear(c.hidden_size, c.hidden_size), nn.GELU()]
         self.mlp = nn.Sequential(*mlp)
         self.head = nn.Linear(c.hidden_size, c.vocab_size)
+        if c.cell == "lstm" and c.forget_bias:
+            self._init_forget_bias(c.forget_bias)
+
+    @torch.no_grad()
+    def _init_forget_bias(self, value: float) -> None:
+        H = self.config.hidden_size
+        for cell in self.rnn.cells:  # gate order i, f, g, o: the forget gate is rows H:2H
+            cell.bias_ih[H:2 * H].fill_(value)
+            cell.bias_hh[H:2 * H].zero_()
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         x = self.embed(tokens)  # (B, T, E)

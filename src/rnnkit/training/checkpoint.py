@@ -58,17 +58,30 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise RnnkitError(f"checkpoint {str(p)!r} is corrupt or not an rnnkit checkpoint "
                           f"({reason}); use another checkpoint or retrain") from None
-    if not isinstance(payload, dict) or payload.get("meta", {}).get("kind") != KIND:
+    meta = payload.get("meta") if isinstance(payload, dict) else None
+    if not isinstance(meta, dict) or meta.get("kind") != KIND:
         raise RnnkitError(f"{str(p)!r} is not an rnnkit char_lm checkpoint")
     if payload.get("format_version") != FORMAT_VERSION:
         raise RnnkitError(f"{str(p)!r} has format version {payload.get('format_version')}, "
                           f"this rnnkit reads version {FORMAT_VERSION}; use a matching rnnkit")
+    missing = [k for k in ("config", "vocab", "step", "metrics") if k not in meta]
+    if missing or "model" not in payload:
+        raise RnnkitError(f"{str(p)!r} is incomplete (missing {missing or ['model']}); "
+                          "use another checkpoint or retrain")
     return payload
 
 
 def model_from_checkpoint(payload: dict) -> tuple[CharLM, CharVocab]:
     """Rebuild the model from the saved config alone, load its weights, eval mode."""
     meta = payload["meta"]
-    model = CharLM(CharLMConfig(**meta["config"]["model"]))
-    model.load_state_dict(payload["model"])
-    return model.eval(), CharVocab.from_json(meta["vocab"])
+    try:
+        model = CharLM(CharLMConfig(**meta["config"]["model"]))
+        model.load_state_dict(payload["model"])
+        vocab = CharVocab.from_json(meta["vocab"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        reason = str(e).splitlines()[0][:120]
+        raise RnnkitError(f"the checkpoint's config and weights do not fit together ({reason}); "
+                          "use another checkpoint or retrain") from None
+    if len(vocab) != model.config.vocab_size:
+        raise RnnkitError("the checkpoint's vocabulary does not match its model; retrain")
+    return model.eval(), vocab

@@ -15,6 +15,7 @@ partial loss average), so a resumed run repeats the uninterrupted run's losses b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -148,8 +149,7 @@ def evaluate(model: CharLM, tokens, vocab: CharVocab, mode: str, batch_size: int
     if mode == "stream":
         batches = stream_eval_batches(tokens, batch_size, seq_length)
     else:
-        batches = line_eval_batches(tokens, vocab.id_of(BOS), vocab.id_of(EOS), batch_size,
-                                    seq_length)
+        batches = line_eval_batches(tokens, vocab.id_of(BOS), vocab.id_of(EOS), batch_size)
     for x, y in batches:
         logits, state = model(x.to(device), state if mode == "stream" else None)
         y = y.to(device)
@@ -180,8 +180,8 @@ class MetricsLog:
     def __init__(self, path: Path, keep_until: int | None):
         self.path = path
         if keep_until is not None and path.is_file():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= keep_until]
+            kept = [line for line in path.read_text(errors="replace").splitlines()
+                    if parse_step(line) <= keep_until]
             atomic_write_bytes(path, "".join(k + "\n" for k in kept).encode())
         self.file = open(path, "a" if keep_until is not None else "w", encoding="utf-8")
 
@@ -193,11 +193,41 @@ class MetricsLog:
         self.file.close()
 
 
+def parse_step(line: str) -> float:
+    """A record's step; a torn or garbled line (a machine crash mid-write) counts as none."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+# Settings that decide which batch each step reads: a resumed run must keep them.
+SAME_RUN_KEYS = ("data", "corpus", "mode", "batch_size", "seq_length", "val_frac", "test_frac",
+                 "seed")
+
+
+def check_same_run(saved: dict, model_cfg: CharLMConfig, cfg: TrainConfig) -> None:
+    now = to_dict(model_cfg, cfg)
+    changed = [k for k in saved["model"]
+               if k != "vocab_size" and saved["model"][k] != now["model"].get(k)]
+    changed += [k for k in SAME_RUN_KEYS if saved["train"].get(k) != now["train"][k]]
+    if changed:
+        raise RnnkitError(f"--resume cannot change {', '.join(changed)} (the run used "
+                          f"{', '.join(f'{k}={saved_value(saved, k)!r}' for k in changed)}); "
+                          "drop those flags, or start a new run with another --out")
+
+
+def saved_value(saved: dict, key: str):
+    return saved["model"][key] if key in saved["model"] else saved["train"].get(key)
+
+
 class Trainer:
     """Builds the model, optimizer and data for a run folder, then ``fit()`` trains it."""
 
     def __init__(self, model_cfg: CharLMConfig, cfg: TrainConfig, out: str | Path,
                  resume: bool = False, log=None):
+        if cfg.data is not None:  # absolute, so `rnnkit eval RUN` works from anywhere
+            cfg = dataclasses.replace(cfg, data=str(Path(cfg.data).resolve()))
         self.cfg, self.out = cfg, Path(out)
         self.log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
         self.device = resolve_device(cfg.device)
@@ -214,6 +244,8 @@ class Trainer:
 
     def _setup(self, model_cfg: CharLMConfig, resume: bool) -> None:
         payload = self._check_run_folder(resume)
+        if payload:
+            check_same_run(payload["meta"]["config"], model_cfg, self.cfg)
         vocab = CharVocab.from_json(payload["meta"]["vocab"]) if payload else None
         corpus = load_corpus(self.cfg, self.out / "data", vocab)
         self.vocab = corpus.vocab
@@ -221,9 +253,6 @@ class Trainer:
         self.val_tokens = splits["val"]
         self.batches = make_batches(self.cfg, corpus, splits["train"])
         model_cfg.vocab_size = len(self.vocab)
-        if payload and payload["meta"]["config"]["model"] != to_dict(model_cfg, self.cfg)["model"]:
-            raise RnnkitError("the model settings differ from the checkpoint's; resume with the "
-                              "run's own settings or start a new run with another --out")
         self.model_cfg = model_cfg
         torch.manual_seed(self.cfg.seed)
         self.model = CharLM(model_cfg).to(self.device)
@@ -232,6 +261,8 @@ class Trainer:
         self.run = RunState()
         if payload:
             self._restore(payload)
+        else:  # a step-0 checkpoint: a run killed before its first evaluation can --resume
+            self._save("last", with_trainer=True)
         atomic_write_json(self.out / "config.json", to_dict(model_cfg, self.cfg))
         self.metrics = MetricsLog(self.out / "metrics.jsonl", self.run.step if payload else None)
 
@@ -241,7 +272,8 @@ class Trainer:
             if not last.is_file():
                 raise RnnkitError(f"--resume: no run to resume in {str(self.out)!r} (no last.pt); "
                                   "drop --resume to start a new run there")
-            return load_checkpoint(last, map_location=self.device)
+            # RNG states must stay on the CPU; weights and optimizer state move on loading
+            return load_checkpoint(last, map_location="cpu")
         if last.is_file() or (self.out / "config.json").is_file():
             raise RnnkitError(f"{str(self.out)!r} already holds a run; add --resume to continue "
                               "it, or choose a new --out")
@@ -249,15 +281,18 @@ class Trainer:
 
     def _restore(self, payload: dict) -> None:
         self.model.load_state_dict(payload["model"])
+        if "trainer" not in payload:
+            raise RnnkitError(f"{self.out / 'last.pt'} has no training state (a best.pt copied "
+                              "over it?); resume needs the run's own last.pt")
         t = payload["trainer"]
         self.optimizer.load_state_dict(t["optimizer"])
         torch.set_rng_state(t["rng_cpu"])
         if torch.cuda.is_available() and t.get("rng_cuda"):
             torch.cuda.set_rng_state_all(t["rng_cuda"])
         carried = t["carried"]
+        carried = tuple(s.to(self.device) for s in carried) if carried is not None else None
         self.run = RunState(t["step"], t["elapsed"], t["best_val"], t["loss_sum"],
-                            t["loss_count"], tuple(carried) if carried is not None else None,
-                            payload["meta"]["metrics"])
+                            t["loss_count"], carried, payload["meta"]["metrics"])
         self.log(f"resuming {self.out} at step {self.run.step}")
 
     # -- the loop -----------------------------------------------------------------------------
@@ -271,7 +306,9 @@ class Trainer:
             self.metrics.close()
             return run.last_metrics
         self.model.train()
-        bar = tqdm(total=cfg.max_steps, initial=run.step, disable=None, file=sys.stderr,
+        # a clock-limited run has no step total to show
+        total = cfg.max_steps if cfg.max_time == 0 else None
+        bar = tqdm(total=total, initial=run.step, disable=None, file=sys.stderr,
                    dynamic_ncols=True, unit="step")
         t_start, elapsed0 = time.perf_counter(), run.elapsed
         self._rate_mark = (t_start, run.step)
@@ -341,9 +378,9 @@ class Trainer:
             val = record.get("val_loss", math.inf)
             improved = val < run.best_val or not math.isfinite(run.best_val)
             run.best_val = min(run.best_val, val)
-            self._save("last", with_trainer=True)
-            if improved:
+            if improved:  # best first: a kill between the two then redoes both on resume
                 self._save("best", with_trainer=False)
+            self._save("last", with_trainer=True)
         self._rate_mark = (time.perf_counter(), run.step)
 
     def _chars_per_sec(self) -> float:
