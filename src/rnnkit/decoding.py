@@ -82,7 +82,15 @@ def generate(model, vocab: CharVocab, prime_text: str, length: int, cfg: Samplin
     In lines mode a row ends at <eos> (not included); generation stops when all rows have.
     ``on_token`` gets each step's (B,) tokens as they are produced (for streaming output).
     """
+    was_training = model.training
     model.eval()
+    try:
+        return _generate(model, vocab, prime_text, length, cfg, generator, num_samples, on_token)
+    finally:
+        model.train(was_training)
+
+
+def _generate(model, vocab, prime_text, length, cfg, generator, num_samples, on_token):
     device = next(model.parameters()).device
     start = torch.tensor(prompt_ids(vocab, prime_text), device=device)
     logits, state = model(start.expand(num_samples, -1))

@@ -401,7 +401,6 @@ class Trainer:
         gen = torch.Generator(self.device).manual_seed(self.cfg.seed + self.run.step)
         rows = generate(self.model, self.vocab, "", self.cfg.sample_length, SamplingConfig(),
                         gen)
-        self.model.train()
         (self.out / "samples").mkdir(exist_ok=True)
         text = self.vocab.decode(rows[0])
         atomic_write_bytes(self.out / "samples" / f"step_{self.run.step:06d}.txt", text.encode())
