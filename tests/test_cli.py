@@ -173,3 +173,17 @@ def test_damaged_run_folders_get_one_line(run_dir, tmp_path, capsys):
     assert "no training state" in error_of(capsys, ["train", "--out", str(copy), "--resume"])
     torch.save({"format_version": 1, "meta": {"kind": "rnnkit.char_lm"}}, copy / "odd.pt")
     assert "incomplete" in error_of(capsys, ["sample", str(copy / "odd.pt")])
+
+
+def test_scheduled_sampling_flags_reach_the_config(tmp_path, hamlet, capsys):
+    out = tmp_path / "ss"
+    assert main(["train", "--data", str(hamlet), "--out", str(out), *TINY,
+                 "--scheduled-sampling", "inverse_sigmoid", "--ss-k", "5", "--ss-min", "0.2",
+                 "--ss-impl", "sequential", "--ss-argmax"]) == 0
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert (train["scheduled_sampling"], train["ss_k"], train["ss_min"], train["ss_impl"],
+            train["ss_argmax"]) == ("inverse_sigmoid", 5.0, 0.2, "sequential", True)
+    capsys.readouterr()
+    err = error_of(capsys, ["train", "--data", str(hamlet), "--out", str(tmp_path / "bad"),
+                            "--scheduled-sampling", "exponential", "--ss-k", "2"])
+    assert "out of range" in err

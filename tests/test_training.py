@@ -73,9 +73,14 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path, hamlet):
     assert vocab == trainer.vocab and meta["step"] == 30
 
 
-@pytest.mark.parametrize("mode", ["stream", "lines"])
-def test_interrupted_run_resumes_exactly(tmp_path, hamlet, monkeypatch, mode):
-    model_cfg, cfg = small(hamlet, mode=mode)
+SCHEDULED = {"scheduled_sampling": "linear", "ss_c": 0.03}
+
+
+@pytest.mark.parametrize("mode, extra", [
+    ("stream", {}), ("lines", {}), ("stream", {**SCHEDULED, "ss_impl": "parallel"}),
+    ("lines", {**SCHEDULED, "ss_impl": "sequential"})])
+def test_interrupted_run_resumes_exactly(tmp_path, hamlet, monkeypatch, mode, extra):
+    model_cfg, cfg = small(hamlet, mode=mode, **extra)
     rnnkit.train(model_cfg, cfg, out=tmp_path / "whole")
 
     one_step = Trainer._one_step
@@ -88,10 +93,10 @@ def test_interrupted_run_resumes_exactly(tmp_path, hamlet, monkeypatch, mode):
 
     monkeypatch.setattr(Trainer, "_one_step", interrupt_at_17)
     with pytest.raises(Interrupted, match="--resume"):
-        rnnkit.train(*small(hamlet, mode=mode), out=tmp_path / "cut")
+        rnnkit.train(*small(hamlet, mode=mode, **extra), out=tmp_path / "cut")
     monkeypatch.setattr(Trainer, "_one_step", one_step)
     assert losses(tmp_path / "cut")[-1][0] == 15  # records up to the interruption
-    rnnkit.train(*small(hamlet, mode=mode), out=tmp_path / "cut", resume=True)
+    rnnkit.train(*small(hamlet, mode=mode, **extra), out=tmp_path / "cut", resume=True)
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
     assert_same_weights(weights(tmp_path / "cut"), weights(tmp_path / "whole"))
 

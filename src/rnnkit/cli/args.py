@@ -41,6 +41,11 @@ def add_dataclass_arguments(parser, cls, section: str) -> None:
             continue
         kind, choices = flag_type(hints[f.name])
         flag = "--" + FLAG_NAMES.get(f.name, f.name.replace("_", "-"))
+        if kind is bool:  # --flag / --no-flag
+            group.add_argument(flag, dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
+                               action=argparse.BooleanOptionalAction,
+                               help=f"{docs.get(f.name, '')} (default: {f.default})")
+            continue
         group.add_argument(flag, dest=f"{section}.{f.name}", type=kind, choices=choices,
                            default=argparse.SUPPRESS, metavar=None if choices else
                            "FILE" if f.name == "data" else METAVARS[kind],

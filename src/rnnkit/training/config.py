@@ -69,6 +69,22 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
     """Training forward pass in fp32 or bf16 autocast (weights, optimizer and evaluation stay
     fp32); auto = bf16 where the CPU or GPU supports it natively."""
+    scheduled_sampling: Literal["none", "linear", "exponential", "inverse_sigmoid",
+                                "constant"] = "none"
+    """Decay of the teacher-forcing probability eps over steps i (Bengio et al. 2015): linear
+    max(ss_min, k - c*i), exponential k**i, inverse_sigmoid k / (k + exp(i / k)), constant k."""
+    ss_k: float | None = None
+    """k of the schedule; default 1.0 (linear), 0.999 (exponential), 200 (inverse_sigmoid),
+    0.75 (constant)."""
+    ss_c: float = 1e-3
+    """Slope c of the linear schedule, per step."""
+    ss_min: float = 0.0
+    """Floor of eps for every schedule."""
+    ss_impl: Literal["parallel", "sequential"] = "parallel"
+    """parallel: two passes over the fused kernels (Duckworth et al. 2019); sequential: step by
+    step, each fed-back token predicted from the mixed history (exact, slower)."""
+    ss_argmax: bool = False
+    """Feed back the most likely token instead of a sample from the softmax."""
 
     def __post_init__(self):
         positive = ("seq_length", "batch_size", "max_steps", "eval_every", "log_every",
@@ -80,10 +96,27 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.grad_clip < 0 or self.max_time < 0:
             raise ValueError("grad_clip and max_time must be >= 0 (0 disables)")
+        check_schedule(self.scheduled_sampling, self.ss_k, self.ss_c, self.ss_min)
         if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1
                 and self.val_frac + self.test_frac < 1):
             raise ValueError(f"val_frac and test_frac must be in [0, 1) and sum to < 1, got "
                              f"{self.val_frac} and {self.test_frac}")
+
+
+SS_DEFAULT_K = {"linear": 1.0, "exponential": 0.999, "inverse_sigmoid": 200.0, "constant": 0.75}
+
+
+def check_schedule(kind: str, k: float | None, c: float, floor: float) -> None:
+    """The ranges where each schedule's formula is a probability that decays (or stays)."""
+    if not 0 <= floor <= 1 or c < 0:
+        raise ValueError(f"ss_min must be in [0, 1] and ss_c >= 0, got {floor} and {c}")
+    if k is None or kind == "none":
+        return
+    ok = {"linear": 0 <= k <= 1, "exponential": 0 < k < 1, "inverse_sigmoid": k >= 1,
+          "constant": 0 <= k <= 1}[kind]
+    if not ok:
+        raise ValueError(f"ss_k={k} is out of range for {kind} (linear and constant: [0, 1]; "
+                         "exponential: (0, 1); inverse_sigmoid: >= 1)")
 
 
 SECTIONS = {"model": CharLMConfig, "train": TrainConfig}

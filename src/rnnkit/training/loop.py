@@ -47,7 +47,8 @@ from ..models.char_lm import CharLM, CharLMConfig
 from .checkpoint import KIND, load_checkpoint, save_checkpoint
 from .config import TrainConfig, to_dict
 from .losses import loss_report, sequence_nll
-from .schedules import lr_at, progress
+from .scheduled_sampling import IMPLEMENTATIONS
+from .schedules import lr_at, progress, teacher_forcing_prob
 
 
 class Interrupted(RnnkitError):
@@ -159,11 +160,13 @@ def evaluate(model: CharLM, tokens, vocab: CharVocab, mode: str, batch_size: int
     return loss_report(total, count)
 
 
-def train_step(model, optimizer, x, y, state, cfg: TrainConfig,
-               bf16: bool = False) -> tuple[float, tuple]:
-    """One teacher-forced step: inputs are the true text, targets the same text shifted by one."""
+def train_step(model, optimizer, x, y, state, cfg: TrainConfig, bf16: bool = False,
+               eps: float = 1.0) -> tuple[float, tuple]:
+    """One step. Teacher forcing (eps = 1): the inputs are the true text, the targets the same
+    text shifted by one. eps < 1: scheduled sampling mixes in the model's own tokens."""
+    forward = IMPLEMENTATIONS[cfg.ss_impl]
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits, state = model(x, state)
+        logits, state = forward(model, x, state, eps, cfg.ss_argmax)
     loss = sequence_nll(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -315,15 +318,16 @@ class Trainer:
         try:
             with StopSignals() as stop:
                 while True:
-                    lr = self._one_step()
+                    rates = self._one_step()
                     run.elapsed = elapsed0 + time.perf_counter() - t_start
                     bar.update(1)
                     last = run.step >= cfg.max_steps or self._time_up(run.elapsed)
                     if run.step % cfg.eval_every == 0 or last:
-                        self._record(lr, evaluate_now=True)
+                        self._record(rates, evaluate_now=True)
                     elif run.step % cfg.log_every == 0:
-                        self._record(lr)
+                        self._record(rates)
                         bar.set_postfix(loss=f"{run.last_metrics['train_loss']:.3f}",
+                                        tf=f"{rates['teacher_forcing_prob']:.2f}",
                                         chars_s=f"{run.last_metrics['chars_per_sec']:.0f}")
                     if last:
                         break
@@ -341,22 +345,24 @@ class Trainer:
     def _time_up(self, elapsed: float) -> bool:
         return self.cfg.max_time > 0 and elapsed >= self.cfg.max_time
 
-    def _one_step(self) -> float:
+    def _one_step(self) -> dict:
+        """One optimizer step; returns the rates it used (for the metrics record)."""
         run, cfg = self.run, self.cfg
         lr = lr_at(run.step, progress(run.step, run.elapsed, cfg), cfg)
+        eps = teacher_forcing_prob(run.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y, reset = self.batches.batch(run.step)
         state = None if reset else run.carried
         loss, state = train_step(self.model, self.optimizer, x.to(self.device),
-                                 y.to(self.device), state, cfg, self.bf16)
+                                 y.to(self.device), state, cfg, self.bf16, eps)
         run.carried = state if cfg.mode == "stream" else None
         run.loss_sum += loss
         run.loss_count += 1
         run.step += 1
-        return lr
+        return {"lr": lr, "teacher_forcing_prob": eps}
 
-    def _record(self, lr: float, evaluate_now: bool = False) -> None:
+    def _record(self, rates: dict, evaluate_now: bool = False) -> None:
         """Write a metrics record; at evaluations also a sample and the checkpoints.
 
         The record is written before the checkpoint, so a run killed in between resumes from
@@ -365,7 +371,7 @@ class Trainer:
         run = self.run
         record = {"step": run.step,
                   "train_loss": run.loss_sum / run.loss_count if run.loss_count else None,
-                  "lr": lr, "elapsed": round(run.elapsed, 3),
+                  **rates, "elapsed": round(run.elapsed, 3),
                   "chars_per_sec": self._chars_per_sec()}
         run.loss_sum, run.loss_count = 0.0, 0
         if evaluate_now:

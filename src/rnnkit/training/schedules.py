@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .config import TrainConfig
+from .config import SS_DEFAULT_K, TrainConfig
 
 
 def progress(step: int, elapsed: float, cfg: TrainConfig) -> float:
@@ -30,3 +30,24 @@ def lr_at(step: int, frac: float, cfg: TrainConfig) -> float:
     else:
         scale = 1.0
     return cfg.learning_rate * warmup * scale
+
+
+def teacher_forcing_prob(step: int, cfg: TrainConfig) -> float:
+    """eps_i, the probability that the input at a position is the true previous token.
+
+    Bengio et al. 2015, section 2.4, with i the optimizer step; every schedule is floored at
+    ``ss_min``. "none" is plain teacher forcing (eps = 1).
+    """
+    kind = cfg.scheduled_sampling
+    if kind == "none":
+        return 1.0
+    k = cfg.ss_k if cfg.ss_k is not None else SS_DEFAULT_K[kind]
+    if kind == "linear":
+        eps = k - cfg.ss_c * step
+    elif kind == "exponential":
+        eps = k ** step
+    elif kind == "inverse_sigmoid":
+        eps = k / (k + math.exp(min(step / k, 700.0)))
+    else:
+        eps = k
+    return max(cfg.ss_min, min(1.0, eps))

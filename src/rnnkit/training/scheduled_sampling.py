@@ -1,0 +1,69 @@
+"""Scheduled sampling (Bengio et al. 2015): train on inputs that are sometimes the model's own.
+
+At every position t > 0 of a window, the input is the true token x_t with probability eps
+(the teacher-forcing probability), otherwise the model's own prediction of that token, drawn
+from its softmax (or its argmax) with no gradient through the choice. Position 0 is always
+data: the start token in lines mode, and in stream mode the true token that opens the window.
+
+Two implementations of the same idea, for any ``model(tokens, state) -> (logits, state)``:
+
+- ``sequential_forward``: exact. One step at a time, so each fed-back token is predicted from
+  the mixed history the model has actually read. T small steps: slow on long windows.
+- ``parallel_forward``: Duckworth et al. 2019. A no-grad teacher-forced pass predicts every
+  position at once, the inputs are mixed per position, and a second pass over the mixed inputs
+  (through the fused kernels) gives the logits that are trained. The fed-back tokens are
+  predicted from the true history, not the mixed one: one round of the paper's multi-pass
+  scheme, cheaper and close to the sequential version when eps is near 1.
+
+With eps = 1 both are teacher forcing exactly; with eps = 0 the sequential one is free-running
+decoding. The random choices use torch's global generator, so a checkpoint's RNG state makes
+a resumed run repeat them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def pick_tokens(logits: Tensor, argmax: bool) -> Tensor:
+    """The model's own tokens from (..., V) logits: a softmax sample, or the argmax."""
+    if argmax:
+        return logits.argmax(dim=-1)
+    probs = logits.detach().float().softmax(dim=-1)
+    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(probs.shape[:-1])
+
+
+def keep_mask(shape, eps: float, device) -> Tensor:
+    """True where the input stays the true token: probability eps, and always at position 0."""
+    keep = torch.rand(shape, device=device) < eps
+    keep[:, 0] = True
+    return keep
+
+
+def parallel_forward(model, x: Tensor, state, eps: float, argmax: bool = False):
+    """Two-pass scheduled sampling over x (B, T). Returns the second pass's (logits, state)."""
+    if eps >= 1.0:
+        return model(x, state)
+    with torch.no_grad():
+        logits, _ = model(x, state)
+    # predictions of positions 1..T-1 come from the logits at 0..T-2
+    own = torch.cat([x[:, :1], pick_tokens(logits[:, :-1], argmax)], dim=1)
+    mixed = torch.where(keep_mask(x.shape, eps, x.device), x, own)
+    return model(mixed, state)
+
+
+def sequential_forward(model, x: Tensor, state, eps: float, argmax: bool = False):
+    """Step-by-step scheduled sampling over x (B, T). Returns (logits (B, T, V), state)."""
+    keep = keep_mask(x.shape, eps, x.device)
+    token, outputs = x[:, :1], []
+    for t in range(x.shape[1]):
+        logits, state = model(token, state)
+        outputs.append(logits)
+        if t + 1 < x.shape[1]:
+            own = pick_tokens(logits[:, -1], argmax)[:, None]
+            token = torch.where(keep[:, t + 1:t + 2], x[:, t + 1:t + 2], own)
+    return torch.cat(outputs, dim=1), state
+
+
+IMPLEMENTATIONS = {"parallel": parallel_forward, "sequential": sequential_forward}
