@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from ..errors import RnnkitError
-from . import evaluate, sample, train
+from . import demo, evaluate, sample, train
 
-COMMANDS = {"train": train, "sample": sample, "eval": evaluate}
+COMMANDS = {"train": train, "sample": sample, "eval": evaluate, "demo": demo}
 
 
 class Parser(argparse.ArgumentParser):

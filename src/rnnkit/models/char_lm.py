@@ -28,6 +28,10 @@ class CharLMConfig:
     """Dropout between recurrent layers and before the decoder."""
     mlp_layers: int = 0
     """Extra hidden layers (H units, GELU) between the RNN and the softmax layer."""
+    feedback: bool = True
+    """False: the model reads only the first token of a sequence and a fixed blank (id 0)
+    after it, so each step's distribution cannot depend on what was sampled before: the
+    lecture's independent-sampling baseline, not a useful language model."""
     forget_bias: float = 0.0
     """LSTM only: start the forget gates' bias at this value (1.0 as in Jozefowicz et al.
     2015, so cells remember by default); 0 keeps torch's initialisation."""
@@ -72,9 +76,18 @@ class CharLM(nn.Module):
             cell.bias_hh[H:2 * H].zero_()
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        if not self.config.feedback:
+            tokens = self._without_feedback(tokens, first=state is None)
         x = self.embed(tokens)  # (B, T, E)
         out, state = self.rnn(x, state)  # (B, T, H)
         return self.head(self.mlp(self.drop(out))), state
+
+    @staticmethod
+    def _without_feedback(tokens: Tensor, first: bool) -> Tensor:
+        blank = torch.zeros_like(tokens)
+        if first:  # a sequence starts here: keep its first token, blank the rest
+            blank[:, 0] = tokens[:, 0]
+        return blank
 
     def init_state(self, batch_size: int) -> State:
         return self.rnn.init_state(batch_size, self.head.weight)

@@ -1,0 +1,35 @@
+"""Run a demonstration of the lecture's ideas.
+
+examples:
+  rnnkit demo structured-prediction                  # the lecture's three sentences
+  rnnkit demo structured-prediction --sentences my.txt --samples 200 --json
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..demos import DEMOS
+
+
+def add_arguments(p) -> None:
+    p.add_argument("name", choices=sorted(DEMOS), help="which demonstration")
+    p.add_argument("--sentences", metavar="FILE", default=None,
+                   help="training sentences, one per line (default: the lecture's three)")
+    p.add_argument("--samples", type=int, default=100, help="samples drawn from each model")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args) -> int:
+    report = DEMOS[args.name](args.sentences, args.samples, args.seed)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print("trained on:", *(f"  {s}" for s in report["sentences"]), sep="\n")
+    for name in ("autoregressive", "independent"):
+        frac = report[f"{name}_valid_fraction"]
+        print(f"\n{name} sampling: {frac:.0%} of {report['samples']} samples are training "
+              "sentences, e.g.")
+        print(*(f"  {s}" for s in report[f"{name}_examples"]), sep="\n")
+    return 0
