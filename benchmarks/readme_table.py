@@ -13,9 +13,27 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def rows() -> list[str]:
+    return quality_rows() + [""] + scheduled_sampling_rows()
+
+
+def scheduled_sampling_rows() -> list[str]:
+    lines = ["| one training step (`bench_scheduled_sampling.py`) | shape | teacher forcing "
+             "| parallel SS | sequential SS |", "|---|---|---|---|---|"]
+    for path in sorted((ROOT / "benchmarks" / "results").glob("ss_*.json")):
+        r = json.loads(path.read_text())
+        s, sec = r["shape"], r["seconds_per_step"]
+        lines.append(
+            f"| `{path.name}`, eps {s['eps']} | {s['layers']}x{s['hidden']} LSTM, "
+            f"B={s['batch']}, T={s['seq']}, {r['threads']} threads | {sec['teacher_forcing']} s "
+            f"| {sec['parallel']} s (**{r['parallel_over_teacher_forcing']}x**) "
+            f"| {sec['sequential']} s ({r['sequential_over_teacher_forcing']}x) |")
+    return lines
+
+
+def quality_rows() -> list[str]:
     lines = ["| benchmark | data | budget | val loss (nats/char) | bpc | steps | train chars/s "
              "| peak RSS | machine |", "|---|---|---|---|---|---|---|---|---|"]
-    for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+    for path in sorted((ROOT / "benchmarks" / "results").glob("quality_*.json")):
         r = json.loads(path.read_text())
         data = Path(r["data"]).name
         lines.append(
