@@ -21,6 +21,7 @@ from .errors import RnnkitError
 from .models.char_lm import CharLM, CharLMConfig
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
 from .training.config import TrainConfig, build_configs, read_toml
+from .training.free_running import free_running_report
 from .training.loop import eval_batch_size, resolve_device
 from .training.loop import evaluate as evaluate_tokens
 from .training.loop import train as train  # noqa: PLC0414  re-exported
@@ -73,10 +74,14 @@ def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
 
 
 def evaluate(checkpoint: str | Path, data: str | None = None, split: str = "val",
-             batch_size: int | None = None, device: str = "cpu") -> dict:
+             batch_size: int | None = None, device: str = "cpu", free_running: bool = False,
+             prefix: int = 10, continuation: int = 50, max_cases: int = 1000) -> dict:
     """{"loss" (nats/char), "bpc", "perplexity", "chars"} on a split of a text.
 
     The text defaults to the run's own training data; it is split with the run's fractions.
+    ``free_running`` adds "exposure_bias": greedy continuations after ``prefix`` true tokens
+    (to the end of each line, or ``continuation`` characters in stream mode) scored against
+    the teacher-forced predictions of the same positions (see training/free_running.py).
     """
     model, vocab, meta = load(checkpoint, device)
     tcfg = TrainConfig(**meta["config"]["train"])
@@ -91,5 +96,20 @@ def evaluate(checkpoint: str | Path, data: str | None = None, split: str = "val"
         raise RnnkitError(f"the {split} split of {name} is empty (val_frac {tcfg.val_frac}, "
                           f"test_frac {tcfg.test_frac}); use --split all")
     rows = batch_size or eval_batch_size(tcfg.mode, tcfg.batch_size)
-    report = evaluate_tokens(model, tokens, vocab, tcfg.mode, rows, tcfg.seq_length)
-    return {"split": split, **report}
+    report = {"split": split, **evaluate_tokens(model, tokens, vocab, tcfg.mode, rows,
+                                                tcfg.seq_length)}
+    if free_running:
+        report["exposure_bias"] = exposure_bias(model, vocab, tokens, tcfg.mode, prefix,
+                                                continuation, max_cases)
+    return report
+
+
+def exposure_bias(model, vocab, tokens, mode: str, prefix: int, continuation: int,
+                  max_cases: int) -> dict:
+    if prefix < 0 or continuation < 1 or max_cases < 1:
+        raise RnnkitError("--prefix must be >= 0, --continuation and --max-cases >= 1")
+    report = free_running_report(model, vocab, tokens, mode, prefix, continuation, max_cases)
+    if not report["cases"]:
+        raise RnnkitError(f"no held-out {'line' if mode == 'lines' else 'text'} is longer than "
+                          f"--prefix {prefix}; lower --prefix")
+    return report

@@ -110,3 +110,15 @@ def _generate(model, vocab, prime_text, length, cfg, generator, num_samples, on_
             break
         logits, state = model(token[:, None], state)
     return rows
+
+
+@torch.no_grad()
+def greedy_continue(model, prompts: Tensor, steps: int) -> Tensor:
+    """Greedy continuations of a batch of equal-length prompts (B, P) -> (B, steps)."""
+    logits, state = model(prompts)
+    out = []
+    for _ in range(steps):
+        token = logits[:, -1].argmax(dim=-1)
+        out.append(token)
+        logits, state = model(token[:, None], state)
+    return torch.stack(out, dim=1)

@@ -22,15 +22,33 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="parallel streams/lines")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    free = p.add_argument_group("exposure bias")
+    free.add_argument("--free-running", action="store_true",
+                      help="also score greedy continuations that read the model's own outputs, "
+                           "beside the teacher-forced predictions of the same positions")
+    free.add_argument("--prefix", type=int, default=10,
+                      help="true tokens given before each continuation (default 10)")
+    free.add_argument("--continuation", type=int, default=50,
+                      help="stream mode: characters to continue (default 50)")
+    free.add_argument("--max-cases", type=int, default=1000,
+                      help="held-out lines or windows to score (default 1000)")
 
 
 def run(args) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise RnnkitError(f"--batch-size must be >= 1, got {args.batch_size}")
-    r = evaluate(args.checkpoint, args.data, args.split, args.batch_size, args.device)
+    r = evaluate(args.checkpoint, args.data, args.split, args.batch_size, args.device,
+                 args.free_running, args.prefix, args.continuation, args.max_cases)
     if args.json:
         print(json.dumps(r))
-    else:
-        print(f"{r['split']}: loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char, "
-              f"perplexity {r['perplexity']:.3f} over {r['chars']:,} chars")
+        return 0
+    print(f"{r['split']}: loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char, "
+          f"perplexity {r['perplexity']:.3f} over {r['chars']:,} chars")
+    if "exposure_bias" in r:
+        e = r["exposure_bias"]
+        print(f"continuations of {e['cases']} cases after {e['prefix']} true tokens:")
+        for name in ("teacher_forced", "free_running"):
+            s = e[name]
+            print(f"  {name.replace('_', '-'):15s} exact match {s['exact_match']:.3f}, "
+                  f"error per position {s['mean_position_error']:.3f}")
     return 0
