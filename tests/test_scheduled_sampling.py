@@ -138,3 +138,12 @@ def test_training_logs_the_teacher_forcing_probability(tmp_path, hamlet, impl):
         losses[name] = [json.loads(line)["train_loss"] for line in lines]
     assert losses["eps1"] == losses["tf"]  # eps = 1 is teacher forcing, step for step
     assert [r["train_loss"] for r in recs] != losses["tf"]
+
+
+@pytest.mark.parametrize("forward", [parallel_forward, sequential_forward])
+def test_ss_skip_keeps_the_first_inputs_from_data(model, x, forward):
+    rec = Recorder(model)
+    torch.manual_seed(4)
+    forward(rec, x, None, 0.0, True, 5)
+    fed = rec.inputs[-1] if forward is parallel_forward else torch.cat(rec.inputs, dim=1)
+    assert torch.equal(fed[:, :5], x[:, :5]) and not torch.equal(fed[:, 5:], x[:, 5:])

@@ -85,6 +85,8 @@ class TrainConfig:
     step, each fed-back token predicted from the mixed history (exact, slower)."""
     ss_argmax: bool = False
     """Feed back the most likely token instead of a sample from the softmax."""
+    ss_skip: int = 1
+    """The first N inputs of every line (or window) always come from data (at least 1)."""
 
     def __post_init__(self):
         positive = ("seq_length", "batch_size", "max_steps", "eval_every", "log_every",

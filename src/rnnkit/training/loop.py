@@ -166,7 +166,7 @@ def train_step(model, optimizer, x, y, state, cfg: TrainConfig, bf16: bool = Fal
     text shifted by one. eps < 1: scheduled sampling mixes in the model's own tokens."""
     forward = IMPLEMENTATIONS[cfg.ss_impl]
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits, state = forward(model, x, state, eps, cfg.ss_argmax)
+        logits, state = forward(model, x, state, eps, cfg.ss_argmax, cfg.ss_skip)
     loss = sequence_nll(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -314,7 +314,7 @@ class Trainer:
         bar = tqdm(total=total, initial=run.step, disable=None, file=sys.stderr,
                    dynamic_ncols=True, unit="step")
         t_start, elapsed0 = time.perf_counter(), run.elapsed
-        self._rate_mark = (t_start, run.step)
+        self._rate_mark, self._chars = t_start, 0
         try:
             with StopSignals() as stop:
                 while True:
@@ -353,6 +353,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y, reset = self.batches.batch(run.step)
+        self._chars += int((y != IGNORE).sum())
         state = None if reset else run.carried
         loss, state = train_step(self.model, self.optimizer, x.to(self.device),
                                  y.to(self.device), state, cfg, self.bf16, eps)
@@ -387,13 +388,12 @@ class Trainer:
             if improved:  # best first: a kill between the two then redoes both on resume
                 self._save("best", with_trainer=False)
             self._save("last", with_trainer=True)
-        self._rate_mark = (time.perf_counter(), run.step)
+        self._rate_mark, self._chars = time.perf_counter(), 0
 
     def _chars_per_sec(self) -> float:
-        prev_t, prev_step = self._rate_mark
-        seconds = time.perf_counter() - prev_t
-        chars = (self.run.step - prev_step) * self.cfg.batch_size * self.cfg.seq_length
-        return round(chars / seconds, 1) if seconds > 0 else 0.0
+        """Characters trained on (padding excluded) per second since the last record."""
+        seconds = time.perf_counter() - self._rate_mark
+        return round(self._chars / seconds, 1) if seconds > 0 else 0.0
 
     def _evaluate(self) -> dict:
         if len(self.val_tokens) < 2:

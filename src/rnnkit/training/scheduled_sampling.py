@@ -3,7 +3,9 @@
 At every position t > 0 of a window, the input is the true token x_t with probability eps
 (the teacher-forcing probability), otherwise the model's own prediction of that token, drawn
 from its softmax (or its argmax) with no gradient through the choice. Position 0 is always
-data: the start token in lines mode, and in stream mode the true token that opens the window.
+data: the start token in lines mode, and in stream mode the true token that opens the window;
+``skip`` extends this to the first N positions, for sequences that open with a condition the
+model must not rewrite (the digits of "4217=four thousand ...", a source sentence).
 
 Two implementations of the same idea, for any ``model(tokens, state) -> (logits, state)``:
 
@@ -34,14 +36,15 @@ def pick_tokens(logits: Tensor, argmax: bool) -> Tensor:
     return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(probs.shape[:-1])
 
 
-def keep_mask(shape, eps: float, device) -> Tensor:
-    """True where the input stays the true token: probability eps, and always at position 0."""
+def keep_mask(shape, eps: float, device, skip: int = 1) -> Tensor:
+    """True where the input stays the true token: probability eps, always in the first
+    ``skip`` positions (at least the first)."""
     keep = torch.rand(shape, device=device) < eps
-    keep[:, 0] = True
+    keep[:, :max(skip, 1)] = True
     return keep
 
 
-def parallel_forward(model, x: Tensor, state, eps: float, argmax: bool = False):
+def parallel_forward(model, x: Tensor, state, eps: float, argmax: bool = False, skip: int = 1):
     """Two-pass scheduled sampling over x (B, T). Returns the second pass's (logits, state)."""
     if eps >= 1.0:
         return model(x, state)
@@ -49,13 +52,14 @@ def parallel_forward(model, x: Tensor, state, eps: float, argmax: bool = False):
         logits, _ = model(x, state)
     # predictions of positions 1..T-1 come from the logits at 0..T-2
     own = torch.cat([x[:, :1], pick_tokens(logits[:, :-1], argmax)], dim=1)
-    mixed = torch.where(keep_mask(x.shape, eps, x.device), x, own)
+    mixed = torch.where(keep_mask(x.shape, eps, x.device, skip), x, own)
     return model(mixed, state)
 
 
-def sequential_forward(model, x: Tensor, state, eps: float, argmax: bool = False):
+def sequential_forward(model, x: Tensor, state, eps: float, argmax: bool = False,
+                       skip: int = 1):
     """Step-by-step scheduled sampling over x (B, T). Returns (logits (B, T, V), state)."""
-    keep = keep_mask(x.shape, eps, x.device)
+    keep = keep_mask(x.shape, eps, x.device, skip)
     token, outputs = x[:, :1], []
     for t in range(x.shape[1]):
         logits, state = model(token, state)
