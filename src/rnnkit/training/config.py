@@ -85,12 +85,15 @@ class TrainConfig:
     step, each fed-back token predicted from the mixed history (exact, slower)."""
     ss_argmax: bool = False
     """Feed back the most likely token instead of a sample from the softmax."""
+    max_bad_steps: int = 5
+    """Steps in a row with a non-finite loss or gradient (each skipped) before the run rolls
+    back to its last checkpoint with half the learning rate."""
     ss_skip: int = 1
     """The first N inputs of every line (or window) always come from data (at least 1)."""
 
     def __post_init__(self):
         positive = ("seq_length", "batch_size", "max_steps", "eval_every", "log_every",
-                    "lr_decay_every")
+                    "lr_decay_every", "max_bad_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

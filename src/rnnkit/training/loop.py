@@ -89,6 +89,10 @@ class RunState:
     loss_count: int = 0
     carried: tuple | None = None  # hidden state carried into the next TBPTT window
     last_metrics: dict = field(default_factory=dict)
+    skipped: int = 0  # steps skipped for a non-finite loss or gradient, in all
+    bad_streak: int = 0  # of them, in a row just now
+    rollbacks: int = 0
+    lr_scale: float = 1.0  # halved at every rollback
 
 
 def resolve_device(name: str) -> torch.device:
@@ -161,20 +165,29 @@ def evaluate(model: CharLM, tokens, vocab: CharVocab, mode: str, batch_size: int
 
 
 def train_step(model, optimizer, x, y, state, cfg: TrainConfig, bf16: bool = False,
-               eps: float = 1.0) -> tuple[float, tuple]:
+               eps: float = 1.0) -> tuple[float, tuple, bool]:
     """One step. Teacher forcing (eps = 1): the inputs are the true text, the targets the same
-    text shifted by one. eps < 1: scheduled sampling mixes in the model's own tokens."""
+    text shifted by one. eps < 1: scheduled sampling mixes in the model's own tokens.
+
+    Returns (loss, detached state, ok). A non-finite loss or gradient norm skips the update
+    (ok = False), so one bad batch never reaches the weights.
+    """
     forward = IMPLEMENTATIONS[cfg.ss_impl]
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits, state = forward(model, x, state, eps, cfg.ss_argmax, cfg.ss_skip)
     loss = sequence_nll(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return loss.item(), detach_state(state), False
     loss.backward()
-    if cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    if not torch.isfinite(norm):
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item(), detach_state(state), False
     optimizer.step()
     # detach: backprop stops at the window edge, but the state itself flows on
-    return loss.item(), detach_state(state)
+    return loss.item(), detach_state(state), True
 
 
 class MetricsLog:
@@ -222,6 +235,9 @@ def check_same_run(saved: dict, model_cfg: CharLMConfig, cfg: TrainConfig) -> No
 
 def saved_value(saved: dict, key: str):
     return saved["model"][key] if key in saved["model"] else saved["train"].get(key)
+
+
+MAX_ROLLBACKS = 8
 
 
 class Trainer:
@@ -295,7 +311,8 @@ class Trainer:
         carried = t["carried"]
         carried = tuple(s.to(self.device) for s in carried) if carried is not None else None
         self.run = RunState(t["step"], t["elapsed"], t["best_val"], t["loss_sum"],
-                            t["loss_count"], carried, payload["meta"]["metrics"])
+                            t["loss_count"], carried, payload["meta"]["metrics"],
+                            t.get("skipped", 0), 0, t.get("rollbacks", 0), t.get("lr_scale", 1.0))
         self.log(f"resuming {self.out} at step {self.run.step}")
 
     # -- the loop -----------------------------------------------------------------------------
@@ -320,6 +337,8 @@ class Trainer:
                 while True:
                     rates = self._one_step()
                     run.elapsed = elapsed0 + time.perf_counter() - t_start
+                    if rates is None:
+                        continue
                     bar.update(1)
                     last = run.step >= cfg.max_steps or self._time_up(run.elapsed)
                     if run.step % cfg.eval_every == 0 or last:
@@ -345,23 +364,49 @@ class Trainer:
     def _time_up(self, elapsed: float) -> bool:
         return self.cfg.max_time > 0 and elapsed >= self.cfg.max_time
 
-    def _one_step(self) -> dict:
-        """One optimizer step; returns the rates it used (for the metrics record)."""
+    def _one_step(self) -> dict | None:
+        """One optimizer step; returns the rates it used (for the metrics record), or None
+        when the step ended in a rollback to the last checkpoint."""
         run, cfg = self.run, self.cfg
-        lr = lr_at(run.step, progress(run.step, run.elapsed, cfg), cfg)
+        lr = lr_at(run.step, progress(run.step, run.elapsed, cfg), cfg) * run.lr_scale
         eps = teacher_forcing_prob(run.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y, reset = self.batches.batch(run.step)
         self._chars += int((y != IGNORE).sum())
         state = None if reset else run.carried
-        loss, state = train_step(self.model, self.optimizer, x.to(self.device),
-                                 y.to(self.device), state, cfg, self.bf16, eps)
-        run.carried = state if cfg.mode == "stream" else None
-        run.loss_sum += loss
-        run.loss_count += 1
+        loss, state, ok = train_step(self.model, self.optimizer, x.to(self.device),
+                                     y.to(self.device), state, cfg, self.bf16, eps)
         run.step += 1
-        return {"lr": lr, "teacher_forcing_prob": eps}
+        if ok:
+            run.carried = state if cfg.mode == "stream" else None
+            run.loss_sum += loss
+            run.loss_count += 1
+            run.bad_streak = 0
+        else:  # skipped; a non-finite state must not flow into the next window either
+            run.carried, run.skipped, run.bad_streak = None, run.skipped + 1, run.bad_streak + 1
+            if run.bad_streak >= cfg.max_bad_steps:
+                self._rollback()
+                return None
+        return {"lr": lr, "teacher_forcing_prob": eps, "skipped_steps": run.skipped}
+
+    def _rollback(self) -> None:
+        """Back to the last checkpoint with half the learning rate, after too many bad steps."""
+        old = self.run
+        if old.rollbacks >= MAX_ROLLBACKS:
+            raise RnnkitError(f"training keeps producing non-finite values (rolled back "
+                              f"{old.rollbacks} times); lower --learning-rate or --grad-clip, "
+                              "or check the data")
+        self._restore(load_checkpoint(self.out / "last.pt", map_location="cpu"))
+        restored = self.run
+        restored.skipped, restored.rollbacks = old.skipped, old.rollbacks + 1
+        restored.lr_scale = old.lr_scale / 2
+        old.__dict__.update(vars(restored))  # in place: fit() holds this object
+        self.run = run = old
+        self.metrics.close()
+        self.metrics = MetricsLog(self.out / "metrics.jsonl", run.step)
+        self.log(f"warning: {self.cfg.max_bad_steps} steps in a row had a non-finite loss or "
+                 f"gradient; rolled back to step {run.step} with the learning rate x{run.lr_scale}")
 
     def _record(self, rates: dict, evaluate_now: bool = False) -> None:
         """Write a metrics record; at evaluations also a sample and the checkpoints.
@@ -413,6 +458,10 @@ class Trainer:
 
     def _save(self, name: str, with_trainer: bool) -> None:
         run = self.run
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            # the previous checkpoint stays; the bad steps that follow trigger a rollback to it
+            self.log(f"warning: non-finite weights at step {run.step}; {name}.pt not written")
+            return
         meta = {"kind": KIND, "config": to_dict(self.model_cfg, self.cfg),
                 "vocab": self.vocab.to_json(), "step": run.step, "metrics": run.last_metrics}
         trainer = None
@@ -420,6 +469,8 @@ class Trainer:
             trainer = {"optimizer": self.optimizer.state_dict(), "step": run.step,
                        "elapsed": run.elapsed, "best_val": run.best_val,
                        "loss_sum": run.loss_sum, "loss_count": run.loss_count,
+                       "skipped": run.skipped, "rollbacks": run.rollbacks,
+                       "lr_scale": run.lr_scale,
                        "carried": list(run.carried) if run.carried is not None else None,
                        "rng_cpu": torch.get_rng_state(),
                        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()

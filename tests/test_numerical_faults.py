@@ -1,0 +1,68 @@
+"""Non-finite losses: skipped and counted; too many in a row roll back with a lower LR."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.errors import RnnkitError
+from rnnkit.training import loop
+from rnnkit.training.checkpoint import load_checkpoint
+
+
+def inject_nans(monkeypatch, bad_calls):
+    """Make the training loss NaN at the given (0-based) training calls."""
+    real = loop.sequence_nll
+    calls = {"n": 0}
+
+    def nll(logits, targets, reduction="mean"):
+        loss = real(logits, targets, reduction)
+        if logits.requires_grad:  # training, not evaluation
+            calls["n"] += 1
+            if calls["n"] - 1 in bad_calls:
+                return loss * math.nan
+        return loss
+
+    monkeypatch.setattr(loop, "sequence_nll", nll)
+
+
+def run(tmp_path, hamlet, **train):
+    settings = {"data": str(hamlet), "max_steps": 30, "eval_every": 10, "log_every": 5,
+                "seq_length": 16, **train}
+    messages = []
+    final = rnnkit.train(*rnnkit.configs(preset="tiny", train=settings), out=tmp_path / "run",
+                         log=messages.append)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    return final, [json.loads(line) for line in lines], messages
+
+
+def test_a_few_bad_steps_are_skipped_and_counted(tmp_path, hamlet, monkeypatch):
+    inject_nans(monkeypatch, {7, 8})
+    final, records, messages = run(tmp_path, hamlet)
+    assert final["skipped_steps"] == 2 and final["step"] == 30
+    assert all(math.isfinite(r["train_loss"]) for r in records)
+    weights = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert not any("rolled back" in m for m in messages)
+
+
+def test_many_bad_steps_in_a_row_roll_back_with_half_the_learning_rate(tmp_path, hamlet,
+                                                                        monkeypatch):
+    inject_nans(monkeypatch, {12, 13, 14})
+    final, records, messages = run(tmp_path, hamlet, max_bad_steps=3)
+    assert any("rolled back to step 10" in m for m in messages)
+    steps = [r["step"] for r in records]
+    assert steps == sorted(set(steps)) and steps[-1] == 30  # no step doubled by the replay
+    after = [r for r in records if r["step"] > 10]
+    before = [r for r in records if r["step"] == 10]
+    assert after[0]["lr"] < before[0]["lr"] / 1.9  # half the learning rate after the rollback
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert payload["trainer"]["rollbacks"] == 1 and payload["trainer"]["lr_scale"] == 0.5
+
+
+def test_a_run_that_never_recovers_stops_with_a_clear_error(tmp_path, hamlet, monkeypatch):
+    inject_nans(monkeypatch, set(range(5, 10_000)))
+    with pytest.raises(RnnkitError, match="non-finite"):
+        run(tmp_path, hamlet, max_bad_steps=2, max_steps=200)
