@@ -158,7 +158,8 @@ def test_train_step_detaches_the_carried_state():
     opt = torch.optim.AdamW(model.parameters())
     x = torch.randint(0, 10, (2, 5))
     _, cfg = rnnkit.configs()
-    _, state = train_step(model, opt, x, x, None, cfg)
+    _, state, ok = train_step(model, opt, x, x, None, cfg)
+    assert ok
     assert all(s.grad_fn is None and not s.requires_grad for s in state)
     loss_fresh = sequence_nll(model(x)[0], x)
     loss_carried = sequence_nll(model(x, state)[0], x)
