@@ -10,9 +10,10 @@ import argparse
 import sys
 
 from ..errors import RnnkitError
-from . import demo, evaluate, sample, train
+from . import demo, evaluate, export, sample, train
 
-COMMANDS = {"train": train, "sample": sample, "eval": evaluate, "demo": demo}
+COMMANDS = {"train": train, "sample": sample, "eval": evaluate, "export": export,
+            "demo": demo}
 
 
 class Parser(argparse.ArgumentParser):

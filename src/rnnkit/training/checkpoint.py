@@ -10,8 +10,11 @@ valid; the .json sidecar repeats the meta for people and tools that do not load 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
+import safetensors
+import safetensors.torch
 import torch
 
 from ..data.vocab import CharVocab
@@ -49,11 +52,34 @@ def resolve(path: str | Path) -> Path:
     return p
 
 
+def export_safetensors(payload: dict, path: str | Path) -> None:
+    """Weights as safetensors (no pickle at all), the meta as JSON in its header and beside it."""
+    meta = {"format_version": FORMAT_VERSION, **payload["meta"]}
+    tensors = {k: v.contiguous() for k, v in payload["model"].items()}
+    data = safetensors.torch.save(tensors, metadata={"rnnkit": json.dumps(meta)})
+    atomic_write(Path(path), lambda f: f.write(data))
+    atomic_write_json(Path(path).with_suffix(".json"), meta)
+
+
+def load_safetensors(p: Path, map_location) -> dict:
+    with safetensors.safe_open(p, framework="pt", device="cpu") as f:
+        meta = json.loads((f.metadata() or {})["rnnkit"])
+        model = {k: f.get_tensor(k).to(map_location) for k in f.keys()}
+    return {"format_version": meta.pop("format_version", None), "meta": meta, "model": model}
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load and check a checkpoint. Never unpickles arbitrary objects (weights_only=True)."""
+    """Load and check a checkpoint (.pt, or .safetensors from ``rnnkit export``).
+
+    A .pt file is read with ``torch.load(weights_only=True)`` and nothing else: a file that
+    would need arbitrary unpickling (code execution) is refused, never retried unsafely.
+    """
     p = resolve(path)
     try:
-        payload = torch.load(p, map_location=map_location, weights_only=True)
+        if p.suffix == ".safetensors":
+            payload = load_safetensors(p, map_location)
+        else:
+            payload = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise RnnkitError(f"checkpoint {str(p)!r} is corrupt or not an rnnkit checkpoint "
