@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except OSError as e:  # disk full, permissions, a folder where a file was expected ...
-        print(f"rnnkit: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        print(f"rnnkit: error: {e.strerror or e}: {e.filename or ''}; check that the path is "
+              "a writable folder with free space", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)

@@ -1,0 +1,132 @@
+"""The bad-input table: each case exits non-zero with one `rnnkit: error:` line that names the
+problem, and leaves every file as it was (nothing created, nothing changed)."""
+
+import hashlib
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnkit.cli import main
+
+FIXTURE = Path(__file__).parent / "fixtures" / "hamlet_excerpt.txt"
+TINY = ["--preset", "tiny", "--max-steps", "10", "--eval-every", "10", "--seq-length", "16"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A folder with a trained run and every kind of bad file."""
+    root = tmp_path_factory.mktemp("bad")
+    assert main(["train", "--data", str(FIXTURE), "--out", str(root / "run"), *TINY]) == 0
+    files = {"empty.txt": b"", "binary.bin": bytes(range(256)) * 8,
+             "latin1.txt": "caf\xe9\n".encode("latin-1"), "one.txt": b"a",
+             "short.txt": b"too short\n", "bad.toml": b"[train\nmax_steps = ",
+             "unknown.toml": b"[train]\nlearning_rat = 1\n", "a_file": b"not a folder"}
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    full = (root / "run" / "best.pt").read_bytes()
+    (root / "truncated.pt").write_bytes(full[:len(full) // 2])
+    payload = torch.load(root / "run" / "best.pt", weights_only=True)
+    payload["format_version"] = 99
+    torch.save(payload, root / "future.pt")
+    return root
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def train(data, *extra):
+    return lambda w: ["train", "--data", str(w / data), "--out", str(w / "new"), *TINY, *extra]
+
+
+def sample(*extra, target="run"):
+    return lambda w: ["sample", str(w / target), *extra]
+
+
+CASES = {
+    "empty file": (train("empty.txt"), "is empty"),
+    "binary file": (train("binary.bin"), "looks binary"),
+    "non-UTF-8 file": (train("latin1.txt"), "not valid UTF-8"),
+    "one-character corpus": (train("one.txt"), "too few for one batch"),
+    "corpus shorter than a batch": (train("short.txt"), "too few for one batch"),
+    "missing data file": (train("nope.txt"), "not found"),
+    "seq-length 0": (train("one.txt", "--seq-length", "0"), "seq_length must be >= 1"),
+    "batch-size 0": (train("one.txt", "--batch-size", "0"), "batch_size must be >= 1"),
+    "negative learning rate": (train("one.txt", "--learning-rate", "-1"), "learning_rate"),
+    "zero learning rate": (train("one.txt", "--learning-rate", "0"), "learning_rate"),
+    "NaN learning rate": (train("one.txt", "--learning-rate", "nan"), "learning_rate"),
+    "unknown cell": (train("one.txt", "--cell", "transformer"), "invalid choice"),
+    "unknown task": (train("one.txt", "--task", "seq2seq"), "unrecognized arguments"),
+    "unknown preset": (lambda w: ["train", "--preset", "huge", "--out", str(w / "new")],
+                       "unknown preset"),
+    "malformed TOML": (lambda w: ["train", "--config", str(w / "bad.toml"), "--out",
+                                  str(w / "new")], "not valid TOML"),
+    "unknown config key": (lambda w: ["train", "--config", str(w / "unknown.toml"), "--out",
+                                      str(w / "new")], "unknown key train.learning_rat"),
+    "prompt outside the vocabulary": (sample("--prime-text", "\u2603"), "vocabulary"),
+    "temperature 0": (sample("--temperature", "0"), "--temperature must be > 0"),
+    "top-k 0": (sample("--top-k", "0"), "--top-k must be >= 1"),
+    "top-p above 1": (sample("--top-p", "1.5"), "--top-p must be in (0, 1]"),
+    "top-p 0": (sample("--top-p", "0"), "--top-p must be in (0, 1]"),
+    "missing run folder": (sample(target="no_such_run"), "not found"),
+    "truncated checkpoint": (sample(target="truncated.pt"), "corrupt"),
+    "other format version": (sample(target="future.pt"), "format version 99"),
+    "resume without a run": (lambda w: ["train", "--out", str(w / "new"), "--resume", *TINY],
+                             "no run to resume"),
+    "out already holds a run": (lambda w: ["train", "--data", str(FIXTURE), "--out",
+                                           str(w / "run"), *TINY], "already holds a run"),
+    # (tests run as root, which no permission bit stops: a file in the way stands in)
+    "run folder cannot be written": (lambda w: ["train", "--data", str(FIXTURE), "--out",
+                                                str(w / "a_file" / "run"), *TINY], "a_file"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input(world, capsys, case):
+    argv, words = CASES[case]
+    before = snapshot(world)
+    try:
+        code = main(argv(world))
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.startswith("rnnkit: error: ") and "\n" not in err, err
+    assert words in err, err
+    assert snapshot(world) == before
+
+
+def _small_file_limit():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+
+@pytest.mark.slow
+def test_disk_full_is_one_line_and_leaves_no_run(world):
+    before = snapshot(world)
+    proc = subprocess.run([sys.executable, "-m", "rnnkit", "train", "--data", str(FIXTURE),
+                           "--out", str(world / "full"), *TINY],
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=_small_file_limit)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "File too large" in lines[0] and "Traceback" not in proc.stderr
+    assert snapshot(world) == before
+
+
+def test_bom_and_crlf_text_is_accepted_and_round_trips(tmp_path, capsys):
+    text = "First line, caf\u00e9.\r\nSecond line!\r\n" * 300
+    data = tmp_path / "windows.txt"
+    data.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY]) == 0
+    from rnnkit import load
+    _, vocab, _ = load(tmp_path / "run")
+    assert "\r" not in vocab.chars and "\ufeff" not in vocab.chars and "\u00e9" in vocab.chars
+    clean = text.replace("\r\n", "\n")
+    assert vocab.decode(vocab.encode(clean)) == clean
