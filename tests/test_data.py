@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnkit.data import corpus
 from rnnkit.data.batching import (
     IGNORE,
     LineBatches,
@@ -9,7 +10,7 @@ from rnnkit.data.batching import (
     line_eval_batches,
     stream_eval_batches,
 )
-from rnnkit.data.corpus import decode_text, prepare_corpus, tokenize
+from rnnkit.data.corpus import build_vocab, code_points, prepare_corpus, tokenize
 from rnnkit.data.vocab import BOS, EOS, CharVocab
 from rnnkit.errors import RnnkitError
 
@@ -43,11 +44,27 @@ def test_lines_mode_maps_newlines_to_eos_and_drops_empty_lines():
                                         (b"ab\x00cd", "binary"), (b"caf\xe9", "UTF-8")])
 def test_bad_text_is_refused_with_a_reason(raw, words):
     with pytest.raises(RnnkitError, match=words):
-        decode_text(raw, "x.txt")
+        build_vocab(raw, "x.txt", "stream")
+
+
+def read_back(raw: bytes, mode: str = "stream") -> str:
+    return "".join(chr(c) for part in code_points(raw, "x", mode) for c in part)
 
 
 def test_crlf_and_bom_are_normalised():
-    assert decode_text("\ufeffa\r\nb\r\n".encode(), "x") == "a\nb\n"
+    assert read_back("\ufeffa\r\nb\r\n".encode()) == "a\nb\n"
+    assert read_back(b"a\n\n\r\nb", "lines") == "a\nb\n"
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7])
+def test_chunk_boundaries_change_nothing(monkeypatch, chunk):
+    """Multi-byte characters, \\r\\n pairs and empty lines split across reads."""
+    text = "\ufeffcaf\u00e9\r\n\r\n\u4f60\u597d \U0001f680\r\nend\r"
+    whole = {m: read_back(text.encode(), m) for m in ("stream", "lines")}
+    monkeypatch.setattr(corpus, "CHUNK", chunk)
+    for mode in ("stream", "lines"):
+        assert read_back(text.encode(), mode) == whole[mode]
+    assert whole["stream"] == "caf\u00e9\n\n\u4f60\u597d \U0001f680\nend\r"
 
 
 def test_corpus_is_cached_as_memmap_and_rebuilt_when_source_changes(tmp_path):

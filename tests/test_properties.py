@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rnnkit.data.batching import StreamBatches
@@ -13,13 +13,17 @@ from rnnkit.data.corpus import tokenize
 from rnnkit.decoding import SamplingConfig
 from rnnkit.errors import RnnkitError
 
-# any Unicode text but lone surrogates (not encodable as UTF-8, so never in a text file)
-TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=300)
+# any Unicode text a text file can hold: no lone surrogates (not UTF-8), no NUL (binary), and
+# no \r or BOM, which reading normalises away (tested in test_data.py)
+TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",),
+                                      blacklist_characters="\x00\r\ufeff"),
+               min_size=1, max_size=300)
 
 
 @given(TEXT)
 @settings(max_examples=200, deadline=None)
 def test_vocab_round_trips_any_unicode(text):
+    assume(text.strip())  # blank text is refused as empty
     ids, vocab = tokenize(text, "stream")
     assert vocab.decode(ids) == text
     assert len(vocab) == len(set(text)) and ids.max() < len(vocab)

@@ -9,6 +9,7 @@ It is rebuilt when the source's bytes change. In lines mode every newline become
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from dataclasses import dataclass
@@ -17,54 +18,107 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RnnkitError
-from ..fileio import atomic_write_bytes, atomic_write_json
+from ..fileio import atomic_write, atomic_write_json
 from .vocab import BOS, EOS, CharVocab, codepoints
 
 MODES = ("stream", "lines")
+CHUNK = 1 << 24  # bytes read at a time: memory stays flat whatever the corpus size
+NEWLINE = ord("\n")
+
+Source = Path | bytes  # a file, or text already in memory (the built-in corpus)
 
 
-def decode_text(raw: bytes, name: str) -> str:
-    """Bytes to text, refusing empty, binary and non-UTF-8 input with a one-line reason."""
-    if b"\x00" in raw[:1 << 20]:
-        raise RnnkitError(f"{name} looks binary (it holds NUL bytes); give a UTF-8 text file")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise RnnkitError(f"{name} is not valid UTF-8 (bad byte at offset {e.start}); "
-                          "convert it first, e.g. iconv -f latin1 -t utf-8") from None
-    # One newline convention, so Windows files split into the same lines.
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
-    if not text.strip():
-        raise RnnkitError(f"{name} is empty; give a UTF-8 text file with some text in it")
-    return text
-
-
-def read_source(path: str | Path) -> bytes:
+def read_source(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_file():
         raise RnnkitError(f"data file {str(p)!r} not found; check the --data path")
-    return p.read_bytes()
+    return p
 
 
-def tokenize(text: str, mode: str, vocab: CharVocab | None = None):
-    """Encode ``text``; builds the vocabulary unless one is given. Returns (ids, vocab)."""
-    cps = codepoints(text)
-    newline = cps == ord("\n")
+def byte_chunks(source: Source):
+    if isinstance(source, bytes):
+        yield from (source[i:i + CHUNK] for i in range(0, len(source), CHUNK))
+        return
+    with open(source, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+def digest(source: Source) -> str:
+    h = hashlib.sha256()
+    for chunk in byte_chunks(source):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def drop_empty_lines(cps: np.ndarray, after_newline: bool) -> tuple[np.ndarray, bool]:
+    """Lines mode: remove a newline that follows a newline (empty lines are no sequences)."""
+    if not len(cps):
+        return cps, after_newline
+    newline = cps == NEWLINE
+    previous = np.concatenate([[after_newline], newline[:-1]])
+    return cps[~(newline & previous)], bool(newline[-1])
+
+
+def code_points(source: Source, name: str, mode: str):
+    """The text's code points, chunk by chunk, checked and normalised: UTF-8 only, no NUL
+    bytes, no BOM, \\n line ends; in lines mode no empty lines and a final newline."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, carry, after_newline, last, any_text, at_start = 0, "", True, NEWLINE, False, True
+    for raw in [*byte_chunks(source), b""]:
+        if offset == 0 and b"\x00" in raw[:1 << 20]:
+            raise RnnkitError(f"{name} looks binary (it holds NUL bytes); give a UTF-8 text file")
+        try:
+            text = carry + decoder.decode(raw, final=not raw)
+        except UnicodeDecodeError as e:
+            raise RnnkitError(f"{name} is not valid UTF-8 (bad byte at offset {offset + e.start});"
+                              " convert it first, e.g. iconv -f latin1 -t utf-8") from None
+        if at_start and text:  # the first decoded character may be a byte-order mark
+            text, at_start = text.removeprefix("\ufeff"), False
+        offset += len(raw)
+        # a \r at a chunk's end may be half of a \r\n: keep it for the next chunk
+        carry, text = ("\r", text[:-1]) if raw and text.endswith("\r") else ("", text)
+        text = text.replace("\r\n", "\n")
+        any_text = any_text or bool(text.strip())
+        cps = codepoints(text)
+        if mode == "lines":
+            cps, after_newline = drop_empty_lines(cps, after_newline)
+        last = cps[-1] if len(cps) else last
+        yield cps
+    if not any_text:
+        raise RnnkitError(f"{name} is empty; give a UTF-8 text file with some text in it")
+    if mode == "lines" and last != NEWLINE:
+        yield np.array([NEWLINE], dtype=np.uint32)
+
+
+def build_vocab(source: Source, name: str, mode: str) -> CharVocab:
+    """One pass over the text for its characters (newlines become <eos> in lines mode)."""
+    seen = np.zeros(0, dtype=np.uint32)
+    for cps in code_points(source, name, mode):
+        seen = np.union1d(seen, np.unique(cps))
     if mode == "lines":
-        # Lines are independent sequences: drop empty ones, end each with <eos>.
-        keep = ~(newline & np.concatenate([[True], newline[:-1]]))
-        cps, newline = cps[keep], newline[keep]
-        if not newline[-1]:
-            cps, newline = np.append(cps, ord("\n")), np.append(newline, True)
-    chars = cps[~newline] if mode == "lines" else cps
-    if vocab is None:
-        vocab = CharVocab.from_codepoints(chars, (BOS, EOS) if mode == "lines" else ())
-    check_known(vocab, chars, "the text")
-    ids = np.empty(len(cps), dtype=vocab.token_dtype())
-    ids[~newline if mode == "lines" else slice(None)] = vocab.encode_codepoints(chars, ids.dtype)
-    if mode == "lines":
-        ids[newline] = vocab.id_of(EOS)
-    return ids, vocab
+        return CharVocab.from_codepoints(seen[seen != NEWLINE], (BOS, EOS))
+    return CharVocab.from_codepoints(seen)
+
+
+def encoded_chunks(source: Source, name: str, mode: str, vocab: CharVocab):
+    """Token ids, chunk by chunk; every character must be in ``vocab``."""
+    dtype = vocab.token_dtype()
+    for cps in code_points(source, name, mode):
+        newline = cps == NEWLINE if mode == "lines" else np.zeros(len(cps), dtype=bool)
+        check_known(vocab, cps[~newline], name)
+        ids = np.empty(len(cps), dtype=dtype)
+        ids[~newline] = vocab.encode_codepoints(cps[~newline], dtype)
+        if mode == "lines":
+            ids[newline] = vocab.id_of(EOS)
+        yield ids
+
+
+def tokenize(text: str, mode: str, vocab: CharVocab | None = None, name: str = "the text"):
+    """Encode text held in memory; builds the vocabulary unless one is given. (ids, vocab)."""
+    source = text.encode("utf-8", errors="surrogatepass")
+    vocab = vocab or build_vocab(source, name, mode)
+    return np.concatenate(list(encoded_chunks(source, name, mode, vocab))), vocab
 
 
 def check_known(vocab: CharVocab, cps: np.ndarray, what: str) -> None:
@@ -93,27 +147,39 @@ class Corpus:
                 "test": self.tokens[cuts[1]:], "all": self.tokens}
 
 
-def prepare_corpus(raw: bytes, name: str, mode: str, cache_dir: str | Path,
+def prepare_corpus(source: Source, name: str, mode: str, cache_dir: str | Path,
                    vocab: CharVocab | None = None) -> Corpus:
-    """Load the cached encoding of ``raw`` from ``cache_dir``, or build and cache it."""
+    """Load the cached encoding of ``source`` from ``cache_dir``, or build and cache it.
+
+    Building streams the text twice (characters, then ids) in CHUNK-sized pieces, so a corpus
+    larger than memory prepares in flat memory and ends up as a memmap.
+    """
     cache = Path(cache_dir)
-    digest = hashlib.sha256(raw).hexdigest()
+    sha = digest(source)
     meta_path = cache / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    if meta.get("sha256") != digest or meta.get("mode") != mode:
-        ids, built = tokenize(decode_text(raw, name), mode, vocab)
+    if meta.get("sha256") != sha or meta.get("mode") != mode:
+        vocab = vocab or build_vocab(source, name, mode)
         cache.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(cache / "tokens.bin", ids.tobytes())
-        atomic_write_json(cache / "vocab.json", built.to_json())
-        meta = {"source": name, "sha256": digest, "mode": mode,
-                "dtype": np.dtype(ids.dtype).name, "length": int(len(ids))}
+        length = 0
+
+        def write(f):
+            nonlocal length
+            for ids in encoded_chunks(source, name, mode, vocab):
+                f.write(ids.tobytes())
+                length += len(ids)
+
+        atomic_write(cache / "tokens.bin", write)
+        atomic_write_json(cache / "vocab.json", vocab.to_json())
+        meta = {"source": name, "sha256": sha, "mode": mode,
+                "dtype": np.dtype(vocab.token_dtype()).name, "length": length}
         atomic_write_json(meta_path, meta)
     cached_vocab = CharVocab.from_json(json.loads((cache / "vocab.json").read_text()))
     tokens = np.memmap(cache / "tokens.bin", dtype=meta["dtype"], mode="r")
     return Corpus(tokens, cached_vocab, mode)
 
 
-def encode_file(raw: bytes, name: str, mode: str, vocab: CharVocab) -> Corpus:
+def encode_file(source: Source, name: str, mode: str, vocab: CharVocab) -> Corpus:
     """Encode text with an existing vocabulary, in memory (for ``rnnkit eval`` on new files)."""
-    ids, _ = tokenize(decode_text(raw, name), mode, vocab)
+    ids = np.concatenate(list(encoded_chunks(source, name, mode, vocab)))
     return Corpus(ids, vocab, mode)
