@@ -22,7 +22,7 @@ from ..fileio import atomic_write, atomic_write_json
 from .vocab import BOS, EOS, CharVocab, codepoints
 
 MODES = ("stream", "lines")
-CHUNK = 1 << 24  # bytes read at a time: memory stays flat whatever the corpus size
+CHUNK = 1 << 22  # bytes read at a time: memory stays flat whatever the corpus size
 NEWLINE = ord("\n")
 
 Source = Path | bytes  # a file, or text already in memory (the built-in corpus)
@@ -93,9 +93,10 @@ def code_points(source: Source, name: str, mode: str):
 
 def build_vocab(source: Source, name: str, mode: str) -> CharVocab:
     """One pass over the text for its characters (newlines become <eos> in lines mode)."""
-    seen = np.zeros(0, dtype=np.uint32)
+    present = np.zeros(0x110000, dtype=bool)  # one flag per possible code point
     for cps in code_points(source, name, mode):
-        seen = np.union1d(seen, np.unique(cps))
+        present[cps] = True
+    seen = np.flatnonzero(present).astype(np.uint32)
     if mode == "lines":
         return CharVocab.from_codepoints(seen[seen != NEWLINE], (BOS, EOS))
     return CharVocab.from_codepoints(seen)
@@ -140,11 +141,21 @@ class Corpus:
         n = len(self.tokens)
         cuts = [round(n * (1 - val_frac - test_frac)), round(n * (1 - test_frac))]
         if self.mode == "lines":
-            ends = np.flatnonzero(self.tokens == self.vocab.id_of(EOS)) + 1
-            cuts = [int(ends[min(np.searchsorted(ends, c), len(ends) - 1)]) if c < n else n
-                    for c in cuts]
+            eos = self.vocab.id_of(EOS)
+            cuts = [line_end_from(self.tokens, max(c - 1, 0), eos) if c < n else n for c in cuts]
         return {"train": self.tokens[:cuts[0]], "val": self.tokens[cuts[0]:cuts[1]],
                 "test": self.tokens[cuts[1]:], "all": self.tokens}
+
+
+def line_end_from(tokens: np.ndarray, pos: int, eos: int) -> int:
+    """Just past the first <eos> at or after ``pos``, scanning a window at a time (a memmap of
+    any size is never loaded whole)."""
+    while pos < len(tokens):
+        hits = np.flatnonzero(tokens[pos:pos + CHUNK] == eos)
+        if len(hits):
+            return pos + int(hits[0]) + 1
+        pos += CHUNK
+    return len(tokens)
 
 
 def prepare_corpus(source: Source, name: str, mode: str, cache_dir: str | Path,

@@ -27,6 +27,9 @@ class CharVocab:
         self.chars = sorted(chars)
         self.itos = self.specials + self.chars
         self._cps = np.array([ord(c) for c in self.chars], dtype=np.uint32)
+        # id of every code point (-1: not in the vocabulary): encoding is one O(n) lookup
+        self._lut = np.full(0x110000, -1, dtype=np.int32)
+        self._lut[self._cps] = np.arange(len(self.chars)) + len(self.specials)
 
     @classmethod
     def from_codepoints(cls, cps: np.ndarray, specials=()) -> CharVocab:
@@ -43,14 +46,13 @@ class CharVocab:
 
     def unknown(self, cps: np.ndarray) -> list[str]:
         """Characters of ``cps`` that are not in the vocabulary, in order of first appearance."""
-        pos = np.searchsorted(self._cps, cps).clip(max=len(self._cps) - 1)
-        missing = cps[self._cps[pos] != cps] if len(self._cps) else cps
+        missing = cps[self._lut[cps] < 0]
         _, first = np.unique(missing, return_index=True)
         return [chr(c) for c in missing[np.sort(first)]]
 
     def encode_codepoints(self, cps: np.ndarray, dtype=np.int64) -> np.ndarray:
         """Vectorised encoding; every code point must be in the vocabulary (see ``unknown``)."""
-        return (np.searchsorted(self._cps, cps) + len(self.specials)).astype(dtype)
+        return self._lut[cps].astype(dtype)
 
     def encode(self, text: str) -> np.ndarray:
         return self.encode_codepoints(codepoints(text))

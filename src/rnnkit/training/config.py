@@ -53,6 +53,9 @@ class TrainConfig:
     """Stop after this many seconds of training (evaluations included); 0 = no limit."""
     eval_every: int = 500
     """Steps between evaluations on val (each also saves checkpoints and a sample)."""
+    eval_max_chars: int = 0
+    """Evaluate on the first this-many characters of the val split during training (0 = all
+    of it); for corpora whose val split takes too long to score every time."""
     log_every: int = 10
     """Steps between records in metrics.jsonl."""
     val_frac: float = 0.05
@@ -104,8 +107,8 @@ class TrainConfig:
                 raise ValueError(f"{f.name} must be a number, got nan")
         if not 0 < self.learning_rate < math.inf:
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
-        if self.grad_clip < 0 or self.max_time < 0:
-            raise ValueError("grad_clip and max_time must be >= 0 (0 disables)")
+        if self.grad_clip < 0 or self.max_time < 0 or self.eval_max_chars < 0:
+            raise ValueError("grad_clip, max_time and eval_max_chars must be >= 0 (0 disables)")
         check_schedule(self.scheduled_sampling, self.ss_k, self.ss_c, self.ss_min)
         if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1
                 and self.val_frac + self.test_frac < 1):

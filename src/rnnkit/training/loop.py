@@ -269,7 +269,8 @@ class Trainer:
         corpus = load_corpus(self.cfg, self.out / "data", vocab)
         self.vocab = corpus.vocab
         splits = corpus.split(self.cfg.val_frac, self.cfg.test_frac)
-        self.val_tokens = splits["val"]
+        cap = self.cfg.eval_max_chars
+        self.val_tokens = splits["val"][:cap] if cap > 0 else splits["val"]
         self.batches = make_batches(self.cfg, corpus, splits["train"])
         model_cfg.vocab_size = len(self.vocab)
         self.model_cfg = model_cfg
