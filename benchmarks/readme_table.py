@@ -13,7 +13,21 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def rows() -> list[str]:
-    return quality_rows() + [""] + scheduled_sampling_rows()
+    return quality_rows() + [""] + scheduled_sampling_rows() + [""] + large_corpus_rows()
+
+
+def large_corpus_rows() -> list[str]:
+    lines = ["| large corpus (`bench_large_corpus.py`) | prepare | prepare peak RSS "
+             "| training peak RSS |", "|---|---|---|---|"]
+    for path in sorted((ROOT / "benchmarks" / "results").glob("large_corpus_*.json")):
+        r = json.loads(path.read_text())
+        lines.append(
+            f"| `{path.name}`: {r['corpus_mb']:,} MB, {r['tokens']:,} tokens "
+            f"| {r['prepare_s']} s ({r['prepare_mb_per_s']} MB/s) "
+            f"| {r['prepare_peak_rss_mb']} MB ({r['prepare_peak_rss_small_mb']} MB for a 40 kB "
+            f"text) | {r['train_peak_rss_mb']} MB (**+{r['train_rss_above_small_mb']} MB** over "
+            "the same run on a 40 kB text) |")
+    return lines
 
 
 def scheduled_sampling_rows() -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ def code_points(source: Source, name: str, mode: str):
     bytes, no BOM, \\n line ends; in lines mode no empty lines and a final newline."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset, carry, after_newline, last, any_text, at_start = 0, "", True, NEWLINE, False, True
-    for raw in [*byte_chunks(source), b""]:
+    for raw in itertools.chain(byte_chunks(source), [b""]):  # b"": flush the decoder
         if offset == 0 and b"\x00" in raw[:1 << 20]:
             raise RnnkitError(f"{name} looks binary (it holds NUL bytes); give a UTF-8 text file")
         try:
