@@ -153,3 +153,16 @@ def test_line_eval_batches_visit_every_line():
     ys = [y for _, y in line_eval_batches(ids, vocab.id_of(BOS), vocab.id_of(EOS), 3)]
     assert sum(int((y == vocab.id_of(EOS)).sum()) for y in ys) == 10
     assert sum(int((y != IGNORE).sum()) for y in ys) == len(ids)  # every target, none cut
+
+
+def test_text_is_read_lazily_one_chunk_at_a_time(monkeypatch):
+    pulled = []
+
+    def counting_chunks(source):
+        for i in range(1000):
+            pulled.append(i)
+            yield b"abc\n"
+
+    monkeypatch.setattr(corpus, "byte_chunks", counting_chunks)
+    first = next(code_points(b"", "x", "stream"))
+    assert "".join(map(chr, first)) == "abc\n" and len(pulled) == 1  # never the whole file
