@@ -21,3 +21,26 @@ def test_three_kill_9s_then_resume_equal_an_uninterrupted_run(tmp_path, hamlet):
     assert result["kills"] == 3
     assert result["same_weights"] and result["same_losses"]
     assert result["steps_unique_and_complete"]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_says_how_to_resume(tmp_path, hamlet):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "train", "--data", str(hamlet),
+                             "--out", str(out), "--preset", "tiny", "--max-steps", "100000",
+                             "--eval-every", "100000", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text():
+        time.sleep(0.05)  # training has started
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("rnnkit: error: stopped by SIGTERM at step")
+    assert "rnnkit train --out" in err and "--resume" in err
+    step = json.loads((out / "last.json").read_text())["step"]
+    assert step > 0  # saved where it stopped, not only at the last evaluation
