@@ -39,14 +39,17 @@ def checkpoint_step(run: Path) -> int:
         return -1
 
 
-def kill_at_random(run: Path, args: list[str], rng: random.Random, max_steps: int) -> int:
-    """Start or resume the run, kill -9 it at a random moment; the step it had reached."""
+def kill_at_random(run: Path, args: list[str], rng: random.Random) -> int:
+    """Start or resume the run, kill -9 it at a random moment; the step of its checkpoint
+    then, or -1 when it finished before the kill."""
     first = not (run / "last.pt").exists()
     proc = rnnkit("train", "--out", run, *args, *([] if first else ["--resume"]), wait=False)
     time.sleep(rng.uniform(1.5, 4.0))  # past the import, somewhere in training
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    return checkpoint_step(run) if proc.returncode == -signal.SIGKILL else max_steps
+    if proc.returncode not in (0, -signal.SIGKILL):
+        raise RuntimeError(f"the run failed by itself (exit {proc.returncode})")
+    return checkpoint_step(run) if proc.returncode == -signal.SIGKILL else -1
 
 
 def records(run: Path) -> list[tuple]:
@@ -72,7 +75,9 @@ def crash_and_compare(data: str, kills: int, seed: int = 0, workdir: str | None 
     assert done.returncode == 0, done.stderr
     rng, killed_at = random.Random(seed), []
     while len(killed_at) < kills and checkpoint_step(work / "cut") < max_steps:
-        killed_at.append(kill_at_random(work / "cut", train, rng, max_steps))
+        step = kill_at_random(work / "cut", train, rng)
+        if step >= 0:  # -1: it finished before the kill, which is not a kill
+            killed_at.append(step)
     finish = rnnkit("train", "--out", work / "cut", "--resume")
     assert finish.returncode == 0, finish.stderr
     result = {"kills": len(killed_at), "checkpoint_steps_at_kills": killed_at,

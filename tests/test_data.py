@@ -166,3 +166,18 @@ def test_text_is_read_lazily_one_chunk_at_a_time(monkeypatch):
     monkeypatch.setattr(corpus, "byte_chunks", counting_chunks)
     first = next(code_points(b"", "x", "stream"))
     assert "".join(map(chr, first)) == "abc\n" and len(pulled) == 1  # never the whole file
+
+
+def test_utf8_error_offset_counts_from_the_file_start(monkeypatch):
+    monkeypatch.setattr(corpus, "CHUNK", 2)  # the bad sequence straddles two reads
+    with pytest.raises(RnnkitError, match="offset 3"):
+        build_vocab(b"abc\xe2\x82", "x.txt", "stream")
+
+
+def test_eval_cap_ends_on_a_line_end_in_lines_mode():
+    from rnnkit.training.loop import cap_split
+    ids, vocab = tokenize("".join(f"line {i}\n" for i in range(50)), "lines")
+    capped = cap_split(ids, 20, "lines", vocab)
+    assert len(capped) >= 20 and capped[-1] == vocab.id_of(EOS)
+    assert len(cap_split(ids, 20, "stream", vocab)) == 20 and cap_split(ids, 0, "lines",
+                                                                        vocab) is ids

@@ -75,3 +75,12 @@ def test_stream_report_scores_every_window_position():
     for name in ("teacher_forced", "free_running"):
         assert 0 <= report[name]["mean_position_error"] <= 1
         assert len(report[name]["position_error"]) == 20
+
+
+def test_stream_mode_needs_a_prompt(tmp_path, hamlet, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(hamlet), "--out", str(out), "--preset", "tiny",
+                 "--max-steps", "5"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--free-running", "--prefix", "0"]) == 2
+    assert "--prefix must be >= 1" in capsys.readouterr().err

@@ -66,3 +66,18 @@ def test_a_run_that_never_recovers_stops_with_a_clear_error(tmp_path, hamlet, mo
     inject_nans(monkeypatch, set(range(5, 10_000)))
     with pytest.raises(RnnkitError, match="non-finite"):
         run(tmp_path, hamlet, max_bad_steps=2, max_steps=200)
+
+
+@pytest.mark.parametrize("impl", ["parallel", "sequential"])
+def test_scheduled_sampling_skips_a_diverged_step_instead_of_crashing(impl):
+    from rnnkit.models import CharLM, CharLMConfig
+    from rnnkit.training.loop import train_step
+    model = CharLM(CharLMConfig(vocab_size=6, hidden_size=8, embed_size=4))
+    with torch.no_grad():
+        model.head.bias[0] = math.inf  # logits that softmax cannot handle
+    _, cfg = rnnkit.configs(train={"ss_impl": impl})
+    x = torch.randint(0, 6, (2, 7))
+    for eps in (1.0, 0.5):
+        _, _, ok = train_step(model, torch.optim.AdamW(model.parameters()), x, x, None, cfg,
+                              eps=eps)
+        assert not ok

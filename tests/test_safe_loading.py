@@ -57,6 +57,10 @@ def test_export_round_trip_gives_the_same_model(trained, tmp_path, capsys):
     assert main(["export", str(trained), "--out", str(out)]) == 2  # no silent overwrite
     assert "--force" in capsys.readouterr().err
     assert main(["export", str(trained), "--out", str(tmp_path / "m.bin")]) == 2
+    sidecar_only = tmp_path / "other.safetensors"
+    sidecar_only.with_suffix(".json").write_text("{}")
+    assert main(["export", str(trained), "--out", str(sidecar_only)]) == 2
+    assert sidecar_only.with_suffix(".json").read_text() == "{}" and not sidecar_only.exists()
 
 
 def test_other_format_versions_and_kinds_are_refused(trained, tmp_path):

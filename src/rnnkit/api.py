@@ -106,8 +106,9 @@ def evaluate(checkpoint: str | Path, data: str | None = None, split: str = "val"
 
 def exposure_bias(model, vocab, tokens, mode: str, prefix: int, continuation: int,
                   max_cases: int) -> dict:
-    if prefix < 0 or continuation < 1 or max_cases < 1:
-        raise RnnkitError("--prefix must be >= 0, --continuation and --max-cases >= 1")
+    if prefix < (0 if mode == "lines" else 1) or continuation < 1 or max_cases < 1:
+        raise RnnkitError("--prefix must be >= 1 (>= 0 in lines mode, where <bos> starts each "
+                          "line), --continuation and --max-cases >= 1")
     report = free_running_report(model, vocab, tokens, mode, prefix, continuation, max_cases)
     if not report["cases"]:
         raise RnnkitError(f"no held-out {'line' if mode == 'lines' else 'text'} is longer than "

@@ -24,8 +24,10 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise RnnkitError(f"--out must end in .safetensors, got {args.out!r}")
-    if out.exists() and not args.force:
-        raise RnnkitError(f"{args.out} exists; pass --force to replace it or choose another --out")
+    taken = [str(p) for p in (out, out.with_suffix(".json")) if p.exists()]
+    if taken and not args.force:
+        raise RnnkitError(f"{' and '.join(taken)} exist(s); pass --force to replace, or choose "
+                          "another --out")
     export_safetensors(load_checkpoint(args.checkpoint), out)
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0

@@ -65,7 +65,7 @@ def stream_eval_batches(tokens: np.ndarray, num_streams: int, seq_length: int):
 def line_spans(tokens: np.ndarray, eos: int) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (exclusive, <eos> included) of every line."""
     ends = np.flatnonzero(tokens == eos) + 1
-    starts = np.concatenate([[0], ends[:-1]])
+    starts = np.concatenate([[0], ends[:-1]]) if len(ends) else ends
     return starts, ends
 
 

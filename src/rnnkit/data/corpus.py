@@ -69,11 +69,13 @@ def code_points(source: Source, name: str, mode: str):
     for raw in itertools.chain(byte_chunks(source), [b""]):  # b"": flush the decoder
         if offset == 0 and b"\x00" in raw[:1 << 20]:
             raise RnnkitError(f"{name} looks binary (it holds NUL bytes); give a UTF-8 text file")
+        buffered = len(decoder.getstate()[0])  # bytes of a character split across reads
         try:
             text = carry + decoder.decode(raw, final=not raw)
         except UnicodeDecodeError as e:
-            raise RnnkitError(f"{name} is not valid UTF-8 (bad byte at offset {offset + e.start});"
-                              " convert it first, e.g. iconv -f latin1 -t utf-8") from None
+            at = offset - buffered + e.start
+            raise RnnkitError(f"{name} is not valid UTF-8 (bad byte at offset {at}); convert it "
+                              "first, e.g. iconv -f latin1 -t utf-8") from None
         if at_start and text:  # the first decoded character may be a byte-order mark
             text, at_start = text.removeprefix("\ufeff"), False
         offset += len(raw)
@@ -163,7 +165,8 @@ def prepare_corpus(source: Source, name: str, mode: str, cache_dir: str | Path,
                    vocab: CharVocab | None = None) -> Corpus:
     """Load the cached encoding of ``source`` from ``cache_dir``, or build and cache it.
 
-    Building streams the text twice (characters, then ids) in CHUNK-sized pieces, so a corpus
+    The source is hashed (one read) to check the cache; building reads it twice more
+    (characters, then ids), each time in CHUNK-sized pieces, so a corpus
     larger than memory prepares in flat memory and ends up as a memmap.
     """
     cache = Path(cache_dir)

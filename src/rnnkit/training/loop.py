@@ -36,7 +36,7 @@ from ..data.batching import (
     line_eval_batches,
     stream_eval_batches,
 )
-from ..data.corpus import Corpus, prepare_corpus, read_source
+from ..data.corpus import Corpus, line_end_from, prepare_corpus, read_source
 from ..data.shakespeare import corpus_bytes
 from ..data.vocab import BOS, EOS, CharVocab
 from ..decoding import SamplingConfig, generate
@@ -126,6 +126,14 @@ def load_corpus(cfg: TrainConfig, cache_dir: Path, vocab: CharVocab | None = Non
         raise RnnkitError(f"{name} now encodes to a different vocabulary than the checkpoint's; "
                           "resume with the original text or start a new run")
     return corpus
+
+
+def cap_split(tokens, cap: int, mode: str, vocab: CharVocab):
+    """The first ``cap`` tokens (0: all); in lines mode up to the end of the line reached."""
+    if cap <= 0 or cap >= len(tokens):
+        return tokens
+    end = line_end_from(tokens, cap - 1, vocab.id_of(EOS)) if mode == "lines" else cap
+    return tokens[:end]
 
 
 def make_batches(cfg: TrainConfig, corpus: Corpus, tokens):
@@ -269,8 +277,8 @@ class Trainer:
         corpus = load_corpus(self.cfg, self.out / "data", vocab)
         self.vocab = corpus.vocab
         splits = corpus.split(self.cfg.val_frac, self.cfg.test_frac)
-        cap = self.cfg.eval_max_chars
-        self.val_tokens = splits["val"][:cap] if cap > 0 else splits["val"]
+        self.val_tokens = cap_split(splits["val"], self.cfg.eval_max_chars, self.cfg.mode,
+                                    self.vocab)
         self.batches = make_batches(self.cfg, corpus, splits["train"])
         model_cfg.vocab_size = len(self.vocab)
         self.model_cfg = model_cfg
@@ -281,6 +289,7 @@ class Trainer:
         self.run = RunState()
         if payload:
             self._restore(payload)
+            self.log(f"resuming {self.out} at step {self.run.step}")
         else:  # a step-0 checkpoint: a run killed before its first evaluation can --resume
             self._save("last", with_trainer=True)
         atomic_write_json(self.out / "config.json", to_dict(model_cfg, self.cfg))
@@ -313,8 +322,8 @@ class Trainer:
         carried = tuple(s.to(self.device) for s in carried) if carried is not None else None
         self.run = RunState(t["step"], t["elapsed"], t["best_val"], t["loss_sum"],
                             t["loss_count"], carried, payload["meta"]["metrics"],
-                            t.get("skipped", 0), 0, t.get("rollbacks", 0), t.get("lr_scale", 1.0))
-        self.log(f"resuming {self.out} at step {self.run.step}")
+                            t.get("skipped", 0), t.get("bad_streak", 0), t.get("rollbacks", 0),
+                            t.get("lr_scale", 1.0))
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -338,7 +347,9 @@ class Trainer:
                 while True:
                     rates = self._one_step()
                     run.elapsed = elapsed0 + time.perf_counter() - t_start
-                    if rates is None:
+                    if rates is None:  # rolled back to an earlier step
+                        bar.n = run.step
+                        bar.refresh()
                         continue
                     bar.update(1)
                     last = run.step >= cfg.max_steps or self._time_up(run.elapsed)
@@ -346,17 +357,19 @@ class Trainer:
                         self._record(rates, evaluate_now=True)
                     elif run.step % cfg.log_every == 0:
                         self._record(rates)
-                        bar.set_postfix(loss=f"{run.last_metrics['train_loss']:.3f}",
+                        loss = run.last_metrics["train_loss"]  # None if every step was skipped
+                        bar.set_postfix(loss=f"{loss:.3f}" if loss is not None else "-",
                                         tf=f"{rates['teacher_forcing_prob']:.2f}",
                                         chars_s=f"{run.last_metrics['chars_per_sec']:.0f}")
                     if last:
                         break
                     if stop.signal:
-                        self._save("last", with_trainer=True)
+                        saved = self._save("last", with_trainer=True)
+                        where = (f"saved {self.out / 'last.pt'}" if saved else
+                                 "the weights were not finite, last.pt keeps the last good state")
                         raise Interrupted(
-                            f"stopped by {stop.signal} at step {run.step}; saved "
-                            f"{self.out / 'last.pt'}; continue with: rnnkit train --out "
-                            f"{self.out} --resume")
+                            f"stopped by {stop.signal} at step {run.step}; {where}; continue "
+                            f"with: rnnkit train --out {self.out} --resume")
         finally:
             bar.close()
             self.metrics.close()
@@ -406,6 +419,7 @@ class Trainer:
         self.run = run = old
         self.metrics.close()
         self.metrics = MetricsLog(self.out / "metrics.jsonl", run.step)
+        self._save("last", with_trainer=True)  # a kill now resumes with the lowered rate
         self.log(f"warning: {self.cfg.max_bad_steps} steps in a row had a non-finite loss or "
                  f"gradient; rolled back to step {run.step} with the learning rate x{run.lr_scale}")
 
@@ -457,12 +471,13 @@ class Trainer:
         text = self.vocab.decode(rows[0])
         atomic_write_bytes(self.out / "samples" / f"step_{self.run.step:06d}.txt", text.encode())
 
-    def _save(self, name: str, with_trainer: bool) -> None:
+    def _save(self, name: str, with_trainer: bool) -> bool:
+        """Write NAME.pt/.json; False (nothing written) when the weights are not finite."""
         run = self.run
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             # the previous checkpoint stays; the bad steps that follow trigger a rollback to it
             self.log(f"warning: non-finite weights at step {run.step}; {name}.pt not written")
-            return
+            return False
         meta = {"kind": KIND, "config": to_dict(self.model_cfg, self.cfg),
                 "vocab": self.vocab.to_json(), "step": run.step, "metrics": run.last_metrics}
         trainer = None
@@ -471,12 +486,14 @@ class Trainer:
                        "elapsed": run.elapsed, "best_val": run.best_val,
                        "loss_sum": run.loss_sum, "loss_count": run.loss_count,
                        "skipped": run.skipped, "rollbacks": run.rollbacks,
+                       "bad_streak": run.bad_streak,
                        "lr_scale": run.lr_scale,
                        "carried": list(run.carried) if run.carried is not None else None,
                        "rng_cpu": torch.get_rng_state(),
                        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
                        else []}
         save_checkpoint(self.out / f"{name}.pt", self.model.state_dict(), meta, trainer)
+        return True
 
 
 def describe(record: dict) -> str:

@@ -33,6 +33,10 @@ def pick_tokens(logits: Tensor, argmax: bool) -> Tensor:
     if argmax:
         return logits.argmax(dim=-1)
     probs = logits.detach().float().softmax(dim=-1)
+    # a non-finite row (a diverging step) gets a uniform draw: the step's loss is non-finite
+    # anyway, and the trainer skips it instead of crashing here
+    bad = ~torch.isfinite(probs).all(dim=-1, keepdim=True)
+    probs = torch.where(bad, torch.ones_like(probs), probs)
     return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(probs.shape[:-1])
 
 
@@ -59,6 +63,8 @@ def parallel_forward(model, x: Tensor, state, eps: float, argmax: bool = False, 
 def sequential_forward(model, x: Tensor, state, eps: float, argmax: bool = False,
                        skip: int = 1):
     """Step-by-step scheduled sampling over x (B, T). Returns (logits (B, T, V), state)."""
+    if eps >= 1.0:  # teacher forcing: one fused pass, not T single steps
+        return model(x, state)
     keep = keep_mask(x.shape, eps, x.device, skip)
     token, outputs = x[:, :1], []
     for t in range(x.shape[1]):
