@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import emit
 
 import rnnkit
 from rnnkit.training.loop import Trainer
@@ -80,12 +81,7 @@ def main(argv=None) -> dict:
         "cpu": platform.processor() or platform.machine(),
         "config": {"model": vars(model_cfg), "train": vars(cfg)},
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.save:
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save).write_text(text + "\n")
-    return result
+    return emit(result, args.save)
 
 
 if __name__ == "__main__":

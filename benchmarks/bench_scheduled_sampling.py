@@ -9,12 +9,11 @@ Prints JSON: median seconds per step for each, and the ratios to teacher forcing
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
+from report import emit
 
 from rnnkit import configs
 from rnnkit.models import CharLM, CharLMConfig
@@ -65,12 +64,7 @@ def main(argv=None) -> dict:
               "sequential_over_teacher_forcing": round(seconds["sequential"]
                                                        / seconds["teacher_forcing"], 3),
               "threads": torch.get_num_threads(), "torch": torch.__version__}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.save:
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save).write_text(text + "\n")
-    return result
+    return emit(result, args.save)
 
 
 if __name__ == "__main__":
