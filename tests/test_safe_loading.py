@@ -69,10 +69,14 @@ def test_other_format_versions_and_kinds_are_refused(trained, tmp_path):
     torch.save(payload, tmp_path / "future.pt")
     with pytest.raises(RnnkitError, match="format version 99"):
         load_checkpoint(tmp_path / "future.pt")
-    payload["format_version"], payload["meta"]["kind"] = 1, "rnnkit.seq2seq"
+    payload["format_version"], payload["meta"]["kind"] = 1, "rnnkit.transformer"
     torch.save(payload, tmp_path / "other.pt")
-    with pytest.raises(RnnkitError, match="not an rnnkit char_lm checkpoint"):
+    with pytest.raises(RnnkitError, match="not an rnnkit checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+    payload["meta"]["kind"] = "rnnkit.seq2seq"  # a known kind without its vocabularies
+    torch.save(payload, tmp_path / "mislabelled.pt")
+    with pytest.raises(RnnkitError, match="incomplete"):
+        load_checkpoint(tmp_path / "mislabelled.pt")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes((trained / "best.pt").read_bytes()[:5000])
     with pytest.raises(RnnkitError, match="corrupt"):

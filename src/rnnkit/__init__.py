@@ -6,16 +6,29 @@
     print(rnnkit.sample("runs/mine", prime_text="The ", length=200)[0])
 """
 
-from .api import configs, evaluate, load, sample, sample_model, train
+from .api import configs, evaluate, load, predict, predict_model, sample, sample_model, train
 from .data.vocab import CharVocab
 from .decoding import SamplingConfig, generate, sample_next_token
 from .errors import RnnkitError
-from .layers import GRUCell, LSTMCell, Recurrent, RNNCell
-from .models import CharLM, CharLMConfig
+from .layers import Bidirectional, BiRecurrent, GRUCell, LSTMCell, Recurrent, RNNCell
+from .models import (
+    CharLM,
+    CharLMConfig,
+    ClassifierConfig,
+    Seq2Seq,
+    Seq2SeqConfig,
+    SequenceClassifier,
+    SequenceTagger,
+    TaggerConfig,
+)
+from .tasks import DecodeSettings
 from .training.config import TrainConfig
 
 __version__ = "0.1.0"
 
-__all__ = ["CharLM", "CharLMConfig", "CharVocab", "GRUCell", "LSTMCell", "RNNCell", "Recurrent",
-           "RnnkitError", "SamplingConfig", "TrainConfig", "configs", "evaluate", "generate",
-           "load", "sample", "sample_model", "sample_next_token", "train"]
+__all__ = ["BiRecurrent", "Bidirectional", "CharLM", "CharLMConfig", "CharVocab",
+           "ClassifierConfig", "DecodeSettings", "GRUCell", "LSTMCell", "RNNCell", "Recurrent",
+           "RnnkitError", "SamplingConfig", "Seq2Seq", "Seq2SeqConfig", "SequenceClassifier",
+           "SequenceTagger", "TaggerConfig", "TrainConfig", "configs", "evaluate", "generate",
+           "load", "predict", "predict_model", "sample", "sample_model", "sample_next_token",
+           "train"]

@@ -9,17 +9,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from . import tasks
 from .data.corpus import encode_file, read_source
+from .data.pairs import parse_examples, read_lines, split_indices
 from .data.shakespeare import corpus_bytes
 from .decoding import SamplingConfig, generate, prompt_ids
 from .errors import RnnkitError
 from .models.char_lm import CharLM, CharLMConfig
-from .training.checkpoint import load_checkpoint, model_from_checkpoint
+from .training.checkpoint import KIND, TASK_OF_KIND, load_checkpoint, model_from_checkpoint
 from .training.config import TrainConfig, build_configs, read_toml
 from .training.free_running import free_running_report
 from .training.loop import eval_batch_size, resolve_device
@@ -42,6 +45,12 @@ def load(checkpoint: str | Path, device: str = "cpu") -> tuple[CharLM, object, d
     return model.to(dev), vocab, payload["meta"]
 
 
+def require_lm(meta: dict, checkpoint) -> None:
+    if meta["kind"] != KIND:
+        raise RnnkitError(f"{checkpoint} holds a {TASK_OF_KIND[meta['kind']]} model, not a "
+                          f"language model; use rnnkit predict {checkpoint} --input FILE")
+
+
 def sample(checkpoint: str | Path, prime_text: str = "", length: int = 500, num_samples: int = 1,
            seed: int = 1337, device: str = "cpu", on_text: Callable[[str], None] | None = None,
            **sampling) -> list[str]:
@@ -50,7 +59,8 @@ def sample(checkpoint: str | Path, prime_text: str = "", length: int = 500, num_
     ``sampling`` takes SamplingConfig's fields (temperature, top_k, top_p, argmax). With one
     sample, ``on_text`` receives the text piece by piece as it is generated.
     """
-    model, vocab, _ = load(checkpoint, device)
+    model, vocab, meta = load(checkpoint, device)
+    require_lm(meta, checkpoint)
     return sample_model(model, vocab, prime_text, length, num_samples, seed, on_text, **sampling)
 
 
@@ -73,10 +83,11 @@ def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
     return [prime_text + vocab.decode(r) for r in rows]
 
 
-def evaluate(checkpoint: str | Path, data: str | None = None, split: str = "val",
+def evaluate(checkpoint: str | Path, data: str | None = None, split: str | None = None,
              batch_size: int | None = None, device: str = "cpu", free_running: bool = False,
              prefix: int = 10, continuation: int = 50, max_cases: int = 1000) -> dict:
-    """{"loss" (nats/char), "bpc", "perplexity", "chars"} on a split of a text.
+    """{"loss" (nats/char), "bpc", "perplexity", "chars"} on a split of a text; for a pair
+    task the task's metrics (see ``evaluate_pairs``).
 
     The text defaults to the run's own training data; it is split with the run's fractions.
     ``free_running`` adds "exposure_bias": greedy continuations after ``prefix`` true tokens
@@ -85,6 +96,9 @@ def evaluate(checkpoint: str | Path, data: str | None = None, split: str = "val"
     """
     model, vocab, meta = load(checkpoint, device)
     tcfg = TrainConfig(**meta["config"]["train"])
+    if tcfg.task != "lm":
+        return evaluate_pairs(model, vocab, meta, tcfg, data, split, batch_size)
+    split = split or "val"
     if data is not None:
         raw, name = read_source(data), str(data)
     elif tcfg.data is not None:
@@ -114,3 +128,46 @@ def exposure_bias(model, vocab, tokens, mode: str, prefix: int, continuation: in
         raise RnnkitError(f"no held-out {'line' if mode == 'lines' else 'text'} is longer than "
                           f"--prefix {prefix}; lower --prefix")
     return report
+
+
+def evaluate_pairs(model, vocabs: dict, meta: dict, tcfg: TrainConfig, data: str | None,
+                   split: str | None, batch_size: int | None) -> dict:
+    """A pair task's metrics on a TSV file: the run's own file (its val split by default) or
+    another file (all of it by default)."""
+    own = data is None or Path(data).resolve() == Path(tcfg.data or "").resolve()
+    split = split or ("val" if own else "all")
+    path = tcfg.data if data is None else data
+    examples, _ = parse_examples(read_lines(path), tcfg.task, meta["tag_format"] or "auto")
+    part = split_indices(len(examples), tcfg.val_frac, tcfg.test_frac, tcfg.seed)[split]
+    if not len(part):
+        raise RnnkitError(f"the {split} split of {path} is empty (val_frac {tcfg.val_frac}, "
+                          f"test_frac {tcfg.test_frac}); use --split all")
+    report = tasks.evaluate(model, tcfg.task, vocabs, [examples[i] for i in part],
+                            batch_size or tcfg.batch_size, meta["max_length"])
+    return {"task": tcfg.task, "split": split, **report}
+
+
+def predict(checkpoint: str | Path, texts: list[str], device: str = "cpu",
+            settings: tasks.DecodeSettings | None = None, batch_size: int = 64) -> list:
+    """Predictions of a pair model, one per input text: seq2seq a list of n-best strings,
+    classify a label, tag a list of labels. An empty text gets an empty prediction."""
+    model, vocabs, meta = load(checkpoint, device)
+    return predict_model(model, vocabs, meta, texts, settings, batch_size)
+
+
+def predict_model(model, vocabs: dict, meta: dict, texts: list[str],
+                  settings: tasks.DecodeSettings | None = None, batch_size: int = 64) -> list:
+    """``predict`` for a model already loaded (``load`` gives model, vocabs and meta)."""
+    task = TASK_OF_KIND[meta["kind"]]
+    if task == "lm":
+        raise RnnkitError("this is a language model; use rnnkit sample")
+    if batch_size < 1:
+        raise RnnkitError(f"--batch-size must be >= 1, got {batch_size}")
+    settings = settings or tasks.DecodeSettings()
+    if settings.max_length is None:  # the model's own limit, from its training data
+        settings = dataclasses.replace(settings, max_length=meta["max_length"])
+    examples = tasks.examples_from_texts(texts, task, meta["tag_format"])
+    filled = [e for e in examples if e.source]
+    preds = iter(tasks.predict(model, task, vocabs, filled, settings, batch_size))
+    empty = {"seq2seq": [""], "classify": "", "tag": []}[task]
+    return [next(preds) if e.source else empty for e in examples]

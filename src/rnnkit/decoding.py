@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -122,3 +123,234 @@ def greedy_continue(model, prompts: Tensor, steps: int) -> Tensor:
         out.append(token)
         logits, state = model(token[:, None], state)
     return torch.stack(out, dim=1)
+
+
+# ---------------------------------------------------------------- model-agnostic decoders
+#
+# The decoders below drive any model through two callables, so they work for an
+# encoder-decoder model whose state is the encoder output plus a recurrent state:
+#
+#   step(tokens, state) -> (log_probs, state)   tokens (N,) int64, log_probs (N, V) float
+#   reorder(state, index) -> state              keep rows ``index`` (M,) int64, in that order
+#
+# A row is one sequence being decoded: N = B for greedy and sampling, N = B * K for beam
+# search (B examples, K beams, V vocabulary). Only ``step`` and ``reorder`` look inside the
+# state, so it can be a tensor, a tuple (h, c), or a dataclass holding the encoder output.
+
+StepFn = Callable[[Tensor, Any], tuple[Tensor, Any]]
+ReorderFn = Callable[[Any, Tensor], Any]
+Hypothesis = tuple[list[int], float]
+
+
+def _check_at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+def _cut_at_eos(tokens: Tensor, eos: int) -> list[list[int]]:
+    """(B, T) tokens -> B lists, each cut before its first eos."""
+    is_eos = tokens == eos
+    # argmax returns the first maximum, i.e. the first eos; a row without one keeps all T
+    first = is_eos.to(torch.uint8).argmax(dim=1)
+    lengths = torch.where(is_eos.any(dim=1), first, tokens.shape[1])
+    return [row[:n] for row, n in zip(tokens.tolist(), lengths.tolist())]
+
+
+def _decode_rows(step: StepFn, state: Any, batch_size: int, bos: int, eos: int,
+                 max_length: int, device: torch.device | str,
+                 pick: Callable[[Tensor], Tensor]) -> list[list[int]]:
+    """Feed each row's picked token back until every row has emitted eos or max_length."""
+    _check_at_least("batch_size", batch_size, 1)
+    _check_at_least("max_length", max_length, 1)
+    tokens = torch.full((batch_size,), bos, dtype=torch.long, device=device)
+    ended = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    out = []
+    for _ in range(max_length):
+        log_probs, state = step(tokens, state)
+        tokens = pick(log_probs)
+        out.append(tokens)
+        ended |= tokens == eos
+        if bool(ended.all()):
+            break
+    return _cut_at_eos(torch.stack(out, dim=1), eos)
+
+
+@torch.no_grad()
+def greedy_decode(step: StepFn, state: Any, batch_size: int, bos: int, eos: int,
+                  max_length: int, *, device: torch.device | str = "cpu") -> list[list[int]]:
+    """Decode each row by always taking its most likely next token.
+
+    Args:
+        step: ``step(tokens, state) -> (log_probs, state)`` with tokens (B,) int64 and
+            log_probs (B, V).
+        state: the decoder state of ``batch_size`` rows; only ``step`` looks inside it.
+        batch_size: B, the number of rows.
+        bos: the token fed first to every row.
+        eos: the token that ends a row; it is not part of the output.
+        max_length: the most tokens generated per row (>= 1), eos included.
+        device: where the token tensors given to ``step`` are created.
+
+    Returns:
+        B lists of token ids, without bos and eos.
+    """
+    return _decode_rows(step, state, batch_size, bos, eos, max_length, device,
+                        lambda log_probs: log_probs.argmax(dim=-1))
+
+
+@torch.no_grad()
+def sample_decode(step: StepFn, state: Any, batch_size: int, bos: int, eos: int,
+                  max_length: int, cfg: SamplingConfig, generator: torch.Generator, *,
+                  device: torch.device | str = "cpu") -> list[list[int]]:
+    """Decode each row by drawing its next token with ``sample_next_token``.
+
+    Takes the arguments of ``greedy_decode``, plus the sampling rules ``cfg`` (temperature,
+    top-k, top-p; ``cfg.argmax`` is greedy decoding) and the ``generator`` that draws.
+    Log-probabilities serve as logits: they differ only by a constant per row.
+
+    Returns:
+        B lists of token ids, without bos and eos.
+    """
+    return _decode_rows(step, state, batch_size, bos, eos, max_length, device,
+                        lambda log_probs: sample_next_token(log_probs, cfg, generator))
+
+
+def _length_penalty(length: int, alpha: float) -> float:
+    """GNMT's lp(len) = ((5 + len) / 6) ** alpha (Wu et al. 2016, eq. 14)."""
+    return ((5 + length) / 6) ** alpha
+
+
+def _first_k(mask: Tensor, k: int) -> Tensor:
+    """Positions of the first k True entries of each row of a (B, C) mask, as (B, k)."""
+    # a stable sort brings the True entries to the front and keeps their order (their rank)
+    return torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices[:, :k]
+
+
+class _Beams:
+    """Live and finished hypotheses of a batched beam search over B examples with K beams."""
+
+    def __init__(self, batch_size: int, beam: int, eos: int, max_length: int,
+                 length_penalty: float, device: torch.device | str):
+        self.beam, self.eos = beam, eos
+        self.max_length, self.alpha = max_length, length_penalty
+        # only the first beam starts live: K live copies of bos would yield each hypothesis K times
+        self.scores = torch.full((batch_size, beam), float("-inf"), device=device)
+        self.scores[:, 0] = 0.0
+        self.history = torch.zeros((batch_size, beam, 0), dtype=torch.long, device=device)
+        self.row_offset = torch.arange(batch_size, device=device)[:, None] * beam
+        self.done = torch.zeros(batch_size, dtype=torch.bool, device=device)
+        self.finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch_size)]
+        self.kth = [float("-inf")] * batch_size  # the K-th best finished score, once there are K
+
+    def advance(self, log_probs: Tensor) -> tuple[Tensor, Tensor]:
+        """Extend the beams by one token; returns the (B*K,) next tokens and the state rows."""
+        B, K = self.scores.shape
+        V = log_probs.shape[-1]
+        if V < 2:
+            raise ValueError(f"beam search needs a vocabulary of >= 2 tokens, got {V}")
+        cand = (self.scores[..., None] + log_probs.float().view(B, K, V)).view(B, K * V)
+        # at most K of the best 2K are eos (one per beam), so K non-eos candidates remain
+        top, flat = cand.topk(2 * K, dim=1)
+        src, tok = flat // V, flat % V
+        self._finish_eos(top, src, tok)
+        keep = _first_k(tok != self.eos, K)
+        self.scores = top.gather(1, keep)
+        src, tok = src.gather(1, keep), tok.gather(1, keep)
+        old = self.history.gather(1, src[..., None].expand(-1, -1, self.history.shape[2]))
+        self.history = torch.cat([old, tok[..., None]], dim=2)
+        self._update_done()
+        return tok.view(-1), (self.row_offset + src).view(-1)
+
+    def _finish_eos(self, top: Tensor, src: Tensor, tok: Tensor) -> None:
+        K = self.beam
+        # Hugging Face's rule: an eos finishes a hypothesis only when it ranks among the best K,
+        # which makes beam=1 the same as greedy decoding
+        ends = (tok[:, :K] == self.eos) & top[:, :K].isfinite() & ~self.done[:, None]
+        b, rank = ends.nonzero(as_tuple=True)
+        lp = _length_penalty(self.history.shape[2] + 1, self.alpha)  # the eos counts
+        self._add(b, top[b, rank] / lp, self.history[b, src[b, rank]])
+
+    def finish_live(self) -> None:
+        """At max_length, live hypotheses that never emitted eos finish as they are."""
+        b, k = (self.scores.isfinite() & ~self.done[:, None]).nonzero(as_tuple=True)
+        lp = _length_penalty(self.history.shape[2], self.alpha)
+        self._add(b, self.scores[b, k] / lp, self.history[b, k])
+
+    def _add(self, examples: Tensor, scores: Tensor, tokens: Tensor) -> None:
+        for b, score, toks in zip(examples.tolist(), scores.tolist(), tokens.tolist()):
+            hyps = self.finished[b]
+            hyps.append((score, toks))
+            hyps.sort(key=lambda h: h[0], reverse=True)  # stable: ties keep their arrival order
+            del hyps[self.beam:]
+            if len(hyps) == self.beam:
+                self.kth[b] = hyps[-1][0]
+
+    def _update_done(self) -> None:
+        # log-probs only decrease, so a live hypothesis ends with raw score <= its score now;
+        # dividing by the most favourable lp it can still reach bounds its normalised score
+        n = self.history.shape[2]  # tokens in each live hypothesis
+        reach = self.max_length + 1 if self.alpha > 0 else min(n + 1, self.max_length)
+        best = self.scores.max(dim=1).values / _length_penalty(reach, self.alpha)
+        kth = torch.tensor(self.kth, device=best.device)
+        self.done |= best <= kth
+
+    def best(self, n_best: int) -> list[list[Hypothesis]]:
+        return [[(toks, score) for score, toks in hyps[:n_best]] for hyps in self.finished]
+
+
+@torch.no_grad()
+def beam_search(step: StepFn, reorder: ReorderFn, state: Any, batch_size: int, bos: int,
+                eos: int, beam: int, max_length: int, length_penalty: float = 0.0,
+                n_best: int = 1, *,
+                device: torch.device | str = "cpu") -> list[list[Hypothesis]]:
+    """Batched beam search: the ``n_best`` most likely outputs of each of B examples.
+
+    Each example keeps K live hypotheses. At every step the B*K rows are extended by all V
+    tokens and the best 2K of the K*V candidates per example are ranked. An eos candidate
+    finishes a hypothesis only if its rank is < K (Hugging Face's rule, which makes K = 1
+    exactly greedy decoding with ``length_penalty=0``); the best K non-eos candidates become
+    the next live beams, and ``reorder`` moves the state rows along with them.
+
+    A finished hypothesis of ``len`` tokens (eos included) scores ``logprob / lp(len)`` with
+    GNMT's length penalty lp(len) = ((5 + len) / 6) ** length_penalty (Wu et al. 2016,
+    "Google's Neural Machine Translation System", eq. 14); 0 means the raw log-probability.
+    An example stops once it has K finished hypotheses and no live one can beat the K-th best.
+    The stop is exact, not a heuristic: log-probs only decrease and, for length_penalty > 0,
+    lp grows with length, so a live hypothesis with raw score s ends at most at
+    s / lp(max_length + 1) (for length_penalty < 0 the shortest reachable length is the best
+    case). At max_length, live hypotheses that never emitted eos finish truncated, scored by
+    their token count.
+
+    Args:
+        step: ``step(tokens, state) -> (log_probs, state)``, tokens (B*K,), log_probs (B*K, V).
+        reorder: ``reorder(state, index) -> state`` keeping rows ``index`` (M,) int64 in order.
+        state: the decoder state of B rows, one per example; it is expanded to B*K rows with
+            ``reorder(state, arange(B).repeat_interleave(K))``, so beam b*K + k is example b.
+        batch_size: B, the number of examples.
+        bos: the token fed first.
+        eos: the token that ends a hypothesis; it is not part of the output.
+        beam: K >= 1, the live hypotheses kept per example.
+        max_length: the most tokens per hypothesis (>= 1), eos included.
+        length_penalty: the GNMT alpha; > 0 favours longer outputs (0.6-1.0 is usual).
+        n_best: how many hypotheses to return per example, 1 <= n_best <= beam.
+        device: where the token and index tensors given to ``step``/``reorder`` are created.
+
+    Returns:
+        Per example, up to ``n_best`` (tokens, normalised score) pairs, best first, with
+        tokens free of bos and eos (fewer only when the model gives probability 0 to the rest).
+    """
+    _check_at_least("batch_size", batch_size, 1)
+    _check_at_least("beam", beam, 1)
+    _check_at_least("max_length", max_length, 1)
+    if not 1 <= n_best <= beam:
+        raise ValueError(f"n_best must be in [1, beam={beam}], got {n_best}")
+    beams = _Beams(batch_size, beam, eos, max_length, length_penalty, device)
+    index = torch.arange(batch_size, device=device).repeat_interleave(beam)
+    tokens = torch.full((batch_size * beam,), bos, dtype=torch.long, device=device)
+    for _ in range(max_length):
+        # reorder lazily, right before the step that needs it: the last selection needs none
+        log_probs, state = step(tokens, reorder(state, index))
+        tokens, index = beams.advance(log_probs)
+        if bool(beams.done.all()):
+            break
+    beams.finish_live()
+    return beams.best(n_best)

@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from ..errors import RnnkitError
-from . import demo, evaluate, export, sample, train
+from . import demo, evaluate, export, predict, sample, train
 
-COMMANDS = {"train": train, "sample": sample, "eval": evaluate, "export": export,
-            "demo": demo}
+COMMANDS = {"train": train, "sample": sample, "predict": predict, "eval": evaluate,
+            "export": export, "demo": demo}
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,7 +25,8 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="rnnkit", description=(
-        "Recurrent language models: train on text, sample from them, evaluate them."))
+        "Recurrent sequence models: language models, seq2seq, classifiers and taggers. Train "
+        "them, sample from them, predict with them, evaluate them."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         doc = module.__doc__.strip()

@@ -1,8 +1,10 @@
-"""Evaluate a model: loss in nats/char, bits per char and perplexity on a split of a text.
+"""Evaluate a model: a language model's loss (nats/char, bits/char, perplexity) on a split of
+a text, or a pair task's metrics on a TSV file.
 
 examples:
   rnnkit eval runs/shakespeare                       # the run's own val split
   rnnkit eval runs/mine --data other.txt --split all --json
+  rnnkit eval runs/translate --data test.tsv --json  # seq2seq: exact_match, cer, bleu
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from ..errors import RnnkitError
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("--data", default=None, metavar="FILE",
-                   help="text to evaluate on (default: the run's training text)")
-    p.add_argument("--split", default="val", choices=("val", "test", "all"),
-                   help="part of the text, cut with the run's --val-frac/--test-frac")
+                   help="text (or TSV file) to evaluate on (default: the run's training data)")
+    p.add_argument("--split", default=None, choices=("val", "test", "all"),
+                   help="part of the data, cut with the run's --val-frac/--test-frac (default: "
+                        "val; for a pair task given another --data file, all of it)")
     p.add_argument("--batch-size", type=int, default=None, help="parallel streams/lines")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -42,6 +45,9 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(r))
         return 0
+    if "task" in r:
+        print_pair_report(r)
+        return 0
     print(f"{r['split']}: loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char, "
           f"perplexity {r['perplexity']:.3f} over {r['chars']:,} chars")
     if "exposure_bias" in r:
@@ -52,3 +58,15 @@ def run(args) -> int:
             print(f"  {name.replace('_', '-'):15s} exact match {s['exact_match']:.3f}, "
                   f"error per position {s['mean_position_error']:.3f}")
     return 0
+
+
+def print_pair_report(r: dict) -> None:
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in r.items() if isinstance(v, float))
+    print(f"{r['task']}, {r['split']} ({r['examples']:,} examples): {scores}")
+    if "confusion" in r:
+        width = max(len(x) for x in r["labels"]) + 1
+        print("confusion (rows: truth, columns: predicted):")
+        width = max(width, *(len(str(n)) + 1 for row in r["confusion"] for n in row))
+        print(" " * width + "".join(f"{x:>{width}}" for x in r["labels"]))
+        for label, row in zip(r["labels"], r["confusion"]):
+            print(f"{label:>{width}}" + "".join(f"{n:>{width}}" for n in row))

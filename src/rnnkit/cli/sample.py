@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from ..api import load, sample_model
+from ..api import load, require_lm, sample_model
 from ..errors import RnnkitError
 
 
@@ -33,7 +33,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     if args.length < 1 or args.num_samples < 1:
         raise RnnkitError("--length and --num-samples must be >= 1")
-    model, vocab, _ = load(args.checkpoint, args.device)
+    model, vocab, meta = load(args.checkpoint, args.device)
+    require_lm(meta, args.checkpoint)
     lines_mode = "<eos>" in vocab.specials
     texts = sample_model(model, vocab, args.prime_text, args.length, args.num_samples, args.seed,
                          on_text=None if lines_mode else write, temperature=args.temperature,

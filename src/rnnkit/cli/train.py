@@ -1,8 +1,12 @@
-"""Train a character-level language model into a run folder.
+"""Train a model into a run folder: a character-level language model (--task lm, the default),
+or a seq2seq, classifier or tagger on a TSV file of input<TAB>output lines.
 
 examples:
   rnnkit train --preset shakespeare-5min --out runs/shakespeare
   rnnkit train --data input.txt --out runs/mine --rnn-size 512 --max-steps 5000
+  rnnkit train --task seq2seq --data pairs.tsv --out runs/translate --attention additive
+  rnnkit train --task classify --data labelled.tsv --out runs/cls --pool mean
+  rnnkit train --task tag --data tagged.tsv --out runs/tagger --no-bidirectional
   rnnkit train --out runs/mine --resume                 # continue an interrupted run
   rnnkit train --out runs/mine --resume --max-steps 8000  # extend a finished one
 
@@ -16,7 +20,7 @@ import json
 from pathlib import Path
 
 from ..errors import RnnkitError
-from ..models.char_lm import CharLMConfig
+from ..models import MODELS
 from ..training.config import TrainConfig, build_configs, check_keys, preset_names, read_toml
 from ..training.loop import train
 from .args import add_dataclass_arguments, overrides
@@ -32,7 +36,7 @@ def add_arguments(p) -> None:
                         "and [train] tables, keys as the flags below with underscores")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt, exactly where it stopped")
-    add_dataclass_arguments(p, CharLMConfig, "model")
+    add_dataclass_arguments(p, [cls for _, cls in MODELS.values()], "model")
     add_dataclass_arguments(p, TrainConfig, "train")
 
 
@@ -57,6 +61,11 @@ def run(args) -> int:
     model_cfg, cfg = build_configs(*layers, overrides(args))
     metrics = train(model_cfg, cfg, out, resume=args.resume)
     val = metrics.get("val_loss")
-    summary = f"val loss {val:.4f} nats/char ({metrics['val_bpc']:.3f} bpc)" if val else "done"
+    if val is not None and "val_bpc" in metrics:
+        summary = f"val loss {val:.4f} nats/char ({metrics['val_bpc']:.3f} bpc)"
+    elif val is not None:
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("val_"))
+    else:
+        summary = "done"
     print(f"step {metrics.get('step', 0)}: {summary}; run folder {out}", flush=True)
     return 0

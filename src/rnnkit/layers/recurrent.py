@@ -5,12 +5,16 @@ Two paths compute the same function:
   ``nn.LSTM``: oneDNN on CPU, cuDNN on GPU), fed with our cells' parameters;
 - cells: a Python loop over time and layers calling each cell, for cells torch has no kernel for.
 ``impl="auto"`` takes the fused path whenever every cell is one of the three standard cells.
+
+Variable-length batches (``lengths``) run through torch's packed-sequence kernels on the fused
+path and through a masked update on the cells path; either way padding is never read.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .cells import CELLS, GRUCell, LSTMCell, RNNCell, State
 
@@ -30,7 +34,10 @@ class Recurrent(nn.Module):
 
     Shape:
         x: (B, T, D). state: a tuple of (L, B, H) tensors, ``(h,)`` or ``(h, c)`` for LSTM;
-        None means zeros. Returns outputs (B, T, H) of the last layer and the final state.
+        None means zeros. lengths: optional (B,) integers in [1, T], the valid steps of each
+        row. Returns outputs (B, T, H) of the last layer and the final state; with lengths,
+        outputs at steps t >= lengths[b] are zero and row b's final state is the one after
+        its step lengths[b] - 1.
     """
 
     def __init__(self, cell, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -48,22 +55,32 @@ class Recurrent(nn.Module):
             for k in range(num_layers))
         self.fused = impl != "cells" and cell_cls in _FUSED
         self.state_count = cell_cls.state_count
+        self.output_size = hidden_size
 
     def init_state(self, batch_size: int, like: Tensor) -> State:
         zeros = like.new_zeros(self.num_layers, batch_size, self.hidden_size)
         return tuple(zeros for _ in range(self.state_count))
 
-    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    def forward(self, x: Tensor, state: State | None = None,
+                lengths: Tensor | None = None) -> tuple[Tensor, State]:
         if state is None:
             state = self.init_state(x.shape[0], x)
+        self._check_state(x, state)
+        if lengths is not None:
+            lengths = check_lengths(lengths, x.shape[0], x.shape[1])
+            if self.fused:
+                return self._forward_packed(x, state, lengths)
+            return self._forward_cells(x, state, step_mask(lengths, x.shape[1], x.device))
+        if self.fused:
+            return self._forward_fused(x, state)
+        return self._forward_cells(x, state)
+
+    def _check_state(self, x: Tensor, state: State) -> None:
         expected = (self.num_layers, x.shape[0], self.hidden_size)
         if len(state) != self.state_count or any(s.shape != expected for s in state):
             # torch's kernels do not check this themselves (a wrong shape corrupts memory)
             raise ValueError(f"state must be {self.state_count} tensor(s) of shape {expected}, "
                              f"got {[tuple(s.shape) for s in state]}")
-        if self.fused:
-            return self._forward_fused(x, state)
-        return self._forward_cells(x, state)
 
     def _flat_weights(self) -> list[Tensor]:
         # torch's layout: per layer w_ih, w_hh, b_ih, b_hh
@@ -77,15 +94,29 @@ class Recurrent(nn.Module):
                                  self.dropout, self.training, False, True)
         return out, tuple(new_state)
 
-    def _forward_cells(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+    def _forward_packed(self, x: Tensor, state: State, lengths: Tensor) -> tuple[Tensor, State]:
+        # the packed overloads take (data, batch_sizes, ...) and no batch_first flag; rows are
+        # sorted longest first inside the pack, so the state is permuted to match and back
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        hx = tuple(s.index_select(1, packed.sorted_indices) for s in state)
+        kernel = _FUSED[type(self.cells[0])]
+        data, *new_state = kernel(packed.data, packed.batch_sizes,
+                                  hx if self.state_count == 2 else hx[0], self._flat_weights(),
+                                  self.bias, self.num_layers, self.dropout, self.training, False)
+        out = PackedSequence(data, packed.batch_sizes, packed.sorted_indices,
+                             packed.unsorted_indices)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return out, tuple(s.index_select(1, packed.unsorted_indices) for s in new_state)
+
+    def _forward_cells(self, x: Tensor, state: State,
+                       mask: Tensor | None = None) -> tuple[Tensor, State]:
+        if mask is not None:
+            # zero the padding before any cell sees it: even inf/nan there cannot leak into
+            # the gradients (0 * inf would)
+            x = torch.where(mask[..., None], x, 0)
         finals = []
         for k, cell in enumerate(self.cells):
-            layer_state = tuple(s[k] for s in state)
-            outputs = []
-            for t in range(x.shape[1]):
-                y, layer_state = cell(x[:, t], layer_state)
-                outputs.append(y)
-            x = torch.stack(outputs, dim=1)
+            x, layer_state = _run_cell(cell, x, tuple(s[k] for s in state), mask)
             if k < self.num_layers - 1:
                 x = nn.functional.dropout(x, self.dropout, self.training)
             finals.append(layer_state)
@@ -101,6 +132,49 @@ class Recurrent(nn.Module):
         with torch.no_grad():
             for name, p in self.torch_state_dict().items():
                 p.copy_(sd[name])
+
+
+def _run_cell(cell: nn.Module, x: Tensor, state: State,
+              mask: Tensor | None) -> tuple[Tensor, State]:
+    """One layer over time; where ``mask`` (B, T) is False the state is kept and y is zero."""
+    outputs = []
+    for t in range(x.shape[1]):
+        y, new_state = cell(x[:, t], state)
+        if mask is not None:
+            keep = mask[:, t, None]
+            new_state = tuple(torch.where(keep, n, s) for n, s in zip(new_state, state))
+            y = torch.where(keep, y, 0)
+        outputs.append(y)
+        state = new_state
+    return torch.stack(outputs, dim=1), state
+
+
+def check_lengths(lengths: Tensor, batch_size: int, steps: int) -> Tensor:
+    """Validate per-row lengths at a layer's boundary.
+
+    Args:
+        lengths: (B,) integer tensor (any device) of valid steps per row.
+        batch_size: B. steps: T, the padded length.
+
+    Returns:
+        The lengths as a CPU int64 tensor, where ``pack_padded_sequence`` needs them.
+    """
+    lengths = torch.as_tensor(lengths)
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise ValueError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
+    if lengths.shape != (batch_size,):
+        raise ValueError(f"lengths must have shape ({batch_size},) (one per row), "
+                         f"got {tuple(lengths.shape)}")
+    lengths = lengths.to("cpu", torch.int64)
+    if batch_size and (lengths.min() < 1 or lengths.max() > steps):
+        raise ValueError(f"lengths must lie in [1, {steps}] (the padded length T), "
+                         f"got min {lengths.min().item()}, max {lengths.max().item()}")
+    return lengths
+
+
+def step_mask(lengths: Tensor, steps: int, device: torch.device | str) -> Tensor:
+    """(B, T) bool mask, True at the valid steps t < lengths[b]."""
+    return torch.arange(steps, device=device) < lengths.to(device)[:, None]
 
 
 def detach_state(state):

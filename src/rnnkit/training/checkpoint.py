@@ -3,7 +3,8 @@
 The .pt file holds everything needed (the meta too), so one atomic rename makes a checkpoint
 valid; the .json sidecar repeats the meta for people and tools that do not load torch.
 
-    {"format_version": 1, "meta": {"kind", "config", "vocab", "step", "metrics"},
+    {"format_version": 1, "meta": {"kind", "config", "vocab" (lm) or "vocabs" and "tag_format"
+     (pair tasks), "step", "metrics"},
      "model": model.state_dict(), "trainer": {optimizer, rng, carried state, ...} or absent}
 """
 
@@ -17,13 +18,17 @@ import safetensors
 import safetensors.torch
 import torch
 
+from ..data.pairs import TokenVocab
 from ..data.vocab import CharVocab
 from ..errors import RnnkitError
 from ..fileio import atomic_write, atomic_write_json
-from ..models.char_lm import CharLM, CharLMConfig
+from ..models import MODELS
 
 FORMAT_VERSION = 1
 KIND = "rnnkit.char_lm"
+# checkpoint kind -> task (the key of models.MODELS)
+TASK_OF_KIND = {KIND: "lm", "rnnkit.seq2seq": "seq2seq", "rnnkit.classify": "classify",
+                "rnnkit.tag": "tag"}
 
 
 def save_checkpoint(path: str | Path, model_state: dict, meta: dict,
@@ -85,29 +90,35 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise RnnkitError(f"checkpoint {str(p)!r} is corrupt or not an rnnkit checkpoint "
                           f"({reason}); use another checkpoint or retrain") from None
     meta = payload.get("meta") if isinstance(payload, dict) else None
-    if not isinstance(meta, dict) or meta.get("kind") != KIND:
-        raise RnnkitError(f"{str(p)!r} is not an rnnkit char_lm checkpoint")
+    if not isinstance(meta, dict) or meta.get("kind") not in TASK_OF_KIND:
+        raise RnnkitError(f"{str(p)!r} is not an rnnkit checkpoint (unknown kind)")
     if payload.get("format_version") != FORMAT_VERSION:
         raise RnnkitError(f"{str(p)!r} has format version {payload.get('format_version')}, "
                           f"this rnnkit reads version {FORMAT_VERSION}; use a matching rnnkit")
-    missing = [k for k in ("config", "vocab", "step", "metrics") if k not in meta]
+    vocab_key = "vocab" if meta["kind"] == KIND else "vocabs"
+    missing = [k for k in ("config", vocab_key, "step", "metrics") if k not in meta]
     if missing or "model" not in payload:
         raise RnnkitError(f"{str(p)!r} is incomplete (missing {missing or ['model']}); "
                           "use another checkpoint or retrain")
     return payload
 
 
-def model_from_checkpoint(payload: dict) -> tuple[CharLM, CharVocab]:
-    """Rebuild the model from the saved config alone, load its weights, eval mode."""
+def model_from_checkpoint(payload: dict):
+    """Rebuild the model from the saved config alone, load its weights, eval mode. Returns
+    (model, vocab): a CharVocab for a language model, {"source", "target"} TokenVocabs for a
+    pair task."""
     meta = payload["meta"]
+    model_cls, config_cls = MODELS[TASK_OF_KIND[meta["kind"]]]
     try:
-        model = CharLM(CharLMConfig(**meta["config"]["model"]))
+        model = model_cls(config_cls(**meta["config"]["model"]))
         model.load_state_dict(payload["model"])
-        vocab = CharVocab.from_json(meta["vocab"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        vocab = (CharVocab.from_json(meta["vocab"]) if meta["kind"] == KIND else
+                 {k: TokenVocab.from_json(v) for k, v in meta["vocabs"].items()})
+    except (KeyError, TypeError, ValueError, RuntimeError, AssertionError) as e:
         reason = str(e).splitlines()[0][:120]
         raise RnnkitError(f"the checkpoint's config and weights do not fit together ({reason}); "
                           "use another checkpoint or retrain") from None
-    if len(vocab) != model.config.vocab_size:
+    source = vocab if meta["kind"] == KIND else vocab["source"]
+    if len(source) != model.config.vocab_size:
         raise RnnkitError("the checkpoint's vocabulary does not match its model; retrain")
     return model.eval(), vocab

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal, get_args, get_origin, get_type_hints
 
 from ..errors import RnnkitError
-from ..models.char_lm import CharLMConfig
+from ..models import MODELS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,8 +21,12 @@ else:  # pragma: no cover
 
 @dataclass
 class TrainConfig:
+    task: Literal["lm", "seq2seq", "classify", "tag"] = "lm"
+    """lm: character-level language model on a text; seq2seq, classify, tag: models trained
+    on a TSV file of input<TAB>output pairs (see rnnkit train --help)."""
     data: str | None = None
-    """Training text (UTF-8). When not given, the built-in --corpus is used."""
+    """Training text (UTF-8), or the TSV file of a pair task. When not given, an lm trains on
+    the built-in --corpus."""
     corpus: str = "shakespeare"
     """Built-in corpus used when --data is not given."""
     mode: Literal["stream", "lines"] = "stream"
@@ -94,6 +98,12 @@ class TrainConfig:
     back to its last checkpoint with half the learning rate."""
     ss_skip: int = 1
     """The first N inputs of every line (or window) always come from data (at least 1)."""
+    tag_format: Literal["auto", "chars", "tokens"] = "auto"
+    """tag: one label per character or per space-separated token; auto decides from the
+    file."""
+    eval_examples: int = 1000
+    """seq2seq: val examples decoded at each evaluation for exact match, CER and BLEU
+    (0 = all)."""
 
     def __post_init__(self):
         positive = ("seq_length", "batch_size", "max_steps", "eval_every", "log_every",
@@ -107,8 +117,9 @@ class TrainConfig:
                 raise ValueError(f"{f.name} must be a number, got nan")
         if not 0 < self.learning_rate < math.inf:
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
-        if self.grad_clip < 0 or self.max_time < 0 or self.eval_max_chars < 0:
-            raise ValueError("grad_clip, max_time and eval_max_chars must be >= 0 (0 disables)")
+        if min(self.grad_clip, self.max_time, self.eval_max_chars, self.eval_examples) < 0:
+            raise ValueError("grad_clip, max_time, eval_max_chars and eval_examples must be "
+                             ">= 0 (0 disables)")
         check_schedule(self.scheduled_sampling, self.ss_k, self.ss_c, self.ss_min)
         if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1
                 and self.val_frac + self.test_frac < 1):
@@ -132,7 +143,7 @@ def check_schedule(kind: str, k: float | None, c: float, floor: float) -> None:
                          "exponential: (0, 1); inverse_sigmoid: >= 1)")
 
 
-SECTIONS = {"model": CharLMConfig, "train": TrainConfig}
+SECTIONS = ("model", "train")
 
 
 def preset_names() -> list[str]:
@@ -164,22 +175,36 @@ def check_keys(doc: dict, where: str) -> None:
     for section, values in doc.items():
         if section not in SECTIONS or not isinstance(values, dict):
             raise RnnkitError(f"{where}: unknown section [{section}]; use [model] and [train]")
-        known = {f.name for f in fields(SECTIONS[section])}
+        classes = [TrainConfig] if section == "train" else [c for _, c in MODELS.values()]
+        known = {f.name for cls in classes for f in fields(cls)}
         for key in values:
             if key not in known:
                 raise RnnkitError(f"{where}: unknown key {section}.{key}")
 
 
-def build_configs(*layers: dict) -> tuple[CharLMConfig, TrainConfig]:
-    """Merge layers of {"model": {...}, "train": {...}} (later wins) into checked configs."""
+def build_configs(*layers: dict) -> tuple:
+    """Merge layers of {"model": {...}, "train": {...}} (later wins) into checked configs:
+    (the task's model config, TrainConfig)."""
     merged: dict[str, dict] = {name: {} for name in SECTIONS}
     for layer in layers:
         for section, values in layer.items():
             merged[section].update(values)
     try:
-        return tuple(cls(**coerce(cls, merged[name])) for name, cls in SECTIONS.items())
+        cfg = TrainConfig(**coerce(TrainConfig, merged["train"]))
+        model_cls = MODELS[cfg.task][1]
+        check_applies(model_cls, merged["model"], cfg.task)
+        return model_cls(**coerce(model_cls, merged["model"])), cfg
     except (ValueError, TypeError) as e:
         raise RnnkitError(f"bad configuration: {e}") from None
+
+
+def check_applies(model_cls, values: dict, task: str) -> None:
+    """A model setting of another task (--attention for a classifier) is a mistake to report."""
+    known = {f.name for f in fields(model_cls)}
+    foreign = [k for k in values if k not in known]
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise ValueError(f"{flags} does not apply to --task {task}")
 
 
 def coerce(cls, values: dict) -> dict:
@@ -198,5 +223,5 @@ def coerce(cls, values: dict) -> dict:
     return out
 
 
-def to_dict(model_cfg: CharLMConfig, train_cfg: TrainConfig) -> dict:
+def to_dict(model_cfg, train_cfg: TrainConfig) -> dict:
     return {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}

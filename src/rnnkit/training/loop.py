@@ -184,18 +184,24 @@ def train_step(model, optimizer, x, y, state, cfg: TrainConfig, bf16: bool = Fal
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits, state = forward(model, x, state, eps, cfg.ss_argmax, cfg.ss_skip)
     loss = sequence_nll(logits.float(), y)
+    ok = apply_update(model, optimizer, loss, cfg.grad_clip)
+    # detach: backprop stops at the window edge, but the state itself flows on
+    return loss.item(), detach_state(state), ok
+
+
+def apply_update(model, optimizer, loss, grad_clip: float) -> bool:
+    """Backward, clip and step; False (weights untouched) for a non-finite loss or gradient."""
     optimizer.zero_grad(set_to_none=True)
     if not torch.isfinite(loss):
-        return loss.item(), detach_state(state), False
+        return False
     loss.backward()
-    max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+    max_norm = grad_clip if grad_clip > 0 else math.inf
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     if not torch.isfinite(norm):
         optimizer.zero_grad(set_to_none=True)
-        return loss.item(), detach_state(state), False
+        return False
     optimizer.step()
-    # detach: backprop stops at the window edge, but the state itself flows on
-    return loss.item(), detach_state(state), True
+    return True
 
 
 class MetricsLog:
@@ -226,14 +232,18 @@ def parse_step(line: str) -> float:
 
 
 # Settings that decide which batch each step reads: a resumed run must keep them.
-SAME_RUN_KEYS = ("data", "corpus", "mode", "batch_size", "seq_length", "val_frac", "test_frac",
-                 "seed")
+SAME_RUN_KEYS = ("task", "data", "corpus", "mode", "tag_format", "batch_size", "seq_length",
+                 "val_frac", "test_frac", "seed")
 
 
-def check_same_run(saved: dict, model_cfg: CharLMConfig, cfg: TrainConfig) -> None:
+# model sizes filled in from the data, not chosen by the user
+DATA_SIZES = ("vocab_size", "tgt_vocab_size", "num_classes", "num_tags")
+
+
+def check_same_run(saved: dict, model_cfg, cfg: TrainConfig) -> None:
     now = to_dict(model_cfg, cfg)
     changed = [k for k in saved["model"]
-               if k != "vocab_size" and saved["model"][k] != now["model"].get(k)]
+               if k not in DATA_SIZES and saved["model"][k] != now["model"].get(k)]
     changed += [k for k in SAME_RUN_KEYS if saved["train"].get(k) != now["train"][k]]
     if changed:
         raise RnnkitError(f"--resume cannot change {', '.join(changed)} (the run used "
@@ -248,10 +258,15 @@ def saved_value(saved: dict, key: str):
 MAX_ROLLBACKS = 8
 
 
-class Trainer:
-    """Builds the model, optimizer and data for a run folder, then ``fit()`` trains it."""
+class TrainerBase:
+    """The loop every task shares: optimizer, schedules, signals, non-finite steps, metrics,
+    evaluations and checkpoints with exact resume. A task subclass supplies the data and model
+    (``_build``), one update (``_train_on_batch``), ``_evaluate``, ``_write_sample`` and the
+    checkpoint's ``kind`` and ``_data_meta``."""
 
-    def __init__(self, model_cfg: CharLMConfig, cfg: TrainConfig, out: str | Path,
+    kind = ""
+
+    def __init__(self, model_cfg, cfg: TrainConfig, out: str | Path,
                  resume: bool = False, log=None):
         if cfg.data is not None:  # absolute, so `rnnkit eval RUN` works from anywhere
             cfg = dataclasses.replace(cfg, data=str(Path(cfg.data).resolve()))
@@ -269,21 +284,13 @@ class Trainer:
                 shutil.rmtree(self.out)
             raise
 
-    def _setup(self, model_cfg: CharLMConfig, resume: bool) -> None:
+    def _setup(self, model_cfg, resume: bool) -> None:
         payload = self._check_run_folder(resume)
         if payload:
             check_same_run(payload["meta"]["config"], model_cfg, self.cfg)
-        vocab = CharVocab.from_json(payload["meta"]["vocab"]) if payload else None
-        corpus = load_corpus(self.cfg, self.out / "data", vocab)
-        self.vocab = corpus.vocab
-        splits = corpus.split(self.cfg.val_frac, self.cfg.test_frac)
-        self.val_tokens = cap_split(splits["val"], self.cfg.eval_max_chars, self.cfg.mode,
-                                    self.vocab)
-        self.batches = make_batches(self.cfg, corpus, splits["train"])
-        model_cfg.vocab_size = len(self.vocab)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._build(model_cfg, payload)  # the task's data and model (sizes from the data)
         self.model_cfg = model_cfg
-        torch.manual_seed(self.cfg.seed)
-        self.model = CharLM(model_cfg).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.learning_rate,
                                            betas=(0.9, 0.99), weight_decay=self.cfg.weight_decay)
         self.run = RunState()
@@ -386,19 +393,14 @@ class Trainer:
         eps = teacher_forcing_prob(run.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y, reset = self.batches.batch(run.step)
-        self._chars += int((y != IGNORE).sum())
-        state = None if reset else run.carried
-        loss, state, ok = train_step(self.model, self.optimizer, x.to(self.device),
-                                     y.to(self.device), state, cfg, self.bf16, eps)
+        loss, ok = self._train_on_batch(eps)
         run.step += 1
         if ok:
-            run.carried = state if cfg.mode == "stream" else None
             run.loss_sum += loss
             run.loss_count += 1
             run.bad_streak = 0
-        else:  # skipped; a non-finite state must not flow into the next window either
-            run.carried, run.skipped, run.bad_streak = None, run.skipped + 1, run.bad_streak + 1
+        else:  # skipped
+            run.skipped, run.bad_streak = run.skipped + 1, run.bad_streak + 1
             if run.bad_streak >= cfg.max_bad_steps:
                 self._rollback()
                 return None
@@ -455,22 +457,6 @@ class Trainer:
         seconds = time.perf_counter() - self._rate_mark
         return round(self._chars / seconds, 1) if seconds > 0 else 0.0
 
-    def _evaluate(self) -> dict:
-        if len(self.val_tokens) < 2:
-            return {}
-        cfg = self.cfg
-        rep = evaluate(self.model, self.val_tokens, self.vocab, cfg.mode,
-                       eval_batch_size(cfg.mode, cfg.batch_size), cfg.seq_length)
-        return {"val_loss": rep["loss"], "val_bpc": rep["bpc"], "val_ppl": rep["perplexity"]}
-
-    def _write_sample(self) -> None:
-        gen = torch.Generator(self.device).manual_seed(self.cfg.seed + self.run.step)
-        rows = generate(self.model, self.vocab, "", self.cfg.sample_length, SamplingConfig(),
-                        gen)
-        (self.out / "samples").mkdir(exist_ok=True)
-        text = self.vocab.decode(rows[0])
-        atomic_write_bytes(self.out / "samples" / f"step_{self.run.step:06d}.txt", text.encode())
-
     def _save(self, name: str, with_trainer: bool) -> bool:
         """Write NAME.pt/.json; False (nothing written) when the weights are not finite."""
         run = self.run
@@ -478,8 +464,8 @@ class Trainer:
             # the previous checkpoint stays; the bad steps that follow trigger a rollback to it
             self.log(f"warning: non-finite weights at step {run.step}; {name}.pt not written")
             return False
-        meta = {"kind": KIND, "config": to_dict(self.model_cfg, self.cfg),
-                "vocab": self.vocab.to_json(), "step": run.step, "metrics": run.last_metrics}
+        meta = {"kind": self.kind, "config": to_dict(self.model_cfg, self.cfg),
+                **self._data_meta(), "step": run.step, "metrics": run.last_metrics}
         trainer = None
         if with_trainer:
             trainer = {"optimizer": self.optimizer.state_dict(), "step": run.step,
@@ -496,18 +482,74 @@ class Trainer:
         return True
 
 
+class Trainer(TrainerBase):
+    """The character-level language model: builds the model, optimizer and data for a run
+    folder, then ``fit()`` trains it with stateful TBPTT."""
+
+    kind = KIND
+
+    def _build(self, model_cfg: CharLMConfig, payload: dict | None) -> None:
+        vocab = CharVocab.from_json(payload["meta"]["vocab"]) if payload else None
+        corpus = load_corpus(self.cfg, self.out / "data", vocab)
+        self.vocab = corpus.vocab
+        splits = corpus.split(self.cfg.val_frac, self.cfg.test_frac)
+        self.val_tokens = cap_split(splits["val"], self.cfg.eval_max_chars, self.cfg.mode,
+                                    self.vocab)
+        self.batches = make_batches(self.cfg, corpus, splits["train"])
+        model_cfg.vocab_size = len(self.vocab)
+        torch.manual_seed(self.cfg.seed)
+        self.model = CharLM(model_cfg).to(self.device)
+
+    def _data_meta(self) -> dict:
+        return {"vocab": self.vocab.to_json()}
+
+    def _train_on_batch(self, eps: float) -> tuple[float, bool]:
+        run = self.run
+        x, y, reset = self.batches.batch(run.step)
+        self._chars += int((y != IGNORE).sum())
+        state = None if reset else run.carried
+        loss, state, ok = train_step(self.model, self.optimizer, x.to(self.device),
+                                     y.to(self.device), state, self.cfg, self.bf16, eps)
+        # a skipped step's state may be non-finite: it must not flow into the next window
+        run.carried = state if ok and self.cfg.mode == "stream" else None
+        return loss, ok
+
+    def _evaluate(self) -> dict:
+        if len(self.val_tokens) < 2:
+            return {}
+        cfg = self.cfg
+        rep = evaluate(self.model, self.val_tokens, self.vocab, cfg.mode,
+                       eval_batch_size(cfg.mode, cfg.batch_size), cfg.seq_length)
+        return {"val_loss": rep["loss"], "val_bpc": rep["bpc"], "val_ppl": rep["perplexity"]}
+
+    def _write_sample(self) -> None:
+        gen = torch.Generator(self.device).manual_seed(self.cfg.seed + self.run.step)
+        rows = generate(self.model, self.vocab, "", self.cfg.sample_length, SamplingConfig(),
+                        gen)
+        (self.out / "samples").mkdir(exist_ok=True)
+        text = self.vocab.decode(rows[0])
+        atomic_write_bytes(self.out / "samples" / f"step_{self.run.step:06d}.txt", text.encode())
+
+
 def describe(record: dict) -> str:
     """One console line for an evaluation record."""
     parts = [f"step {record['step']}"]
     if record.get("train_loss") is not None:
         parts.append(f"train loss {record['train_loss']:.4f}")
-    if "val_loss" in record:
+    if "val_bpc" in record:
         parts.append(f"val loss {record['val_loss']:.4f} ({record['val_bpc']:.3f} bpc, "
                      f"ppl {record['val_ppl']:.2f})")
+    elif "val_loss" in record:  # a pair task: its loss, then its own metrics
+        parts += [f"{k.replace('_', ' ')} {v:.4f}" for k, v in record.items()
+                  if k.startswith("val_") and isinstance(v, float)]
     return ", ".join(parts) + f", {record['chars_per_sec']:,.0f} chars/s"
 
 
-def train(model_cfg: CharLMConfig, cfg: TrainConfig, out: str | Path, resume: bool = False,
+def train(model_cfg, cfg: TrainConfig, out: str | Path, resume: bool = False,
           log=None) -> dict:
     """Python API for ``rnnkit train``: train into run folder ``out``; returns final metrics."""
-    return Trainer(model_cfg, cfg, out, resume, log).fit()
+    if cfg.task == "lm":
+        return Trainer(model_cfg, cfg, out, resume, log).fit()
+    from .pair_trainer import PairTrainer  # it builds on this module
+
+    return PairTrainer(model_cfg, cfg, out, resume, log).fit()

@@ -1,0 +1,65 @@
+"""Predict with a seq2seq, classifier or tagger model: one output line per input line.
+
+examples:
+  rnnkit predict runs/translate --input sources.txt               # greedy decoding
+  rnnkit predict runs/translate --input sources.txt --beam 5 --n-best 3 --length-penalty 0.6
+  rnnkit predict runs/translate --input sources.txt --temperature 0.8 --top-p 0.9
+  rnnkit predict runs/sentiment --input reviews.txt --output labels.txt
+A line of the input that holds a tab (a TSV with answers) is read up to its first tab.
+Seq2seq n-best hypotheses are written on one line, separated by tabs; tags by spaces.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..api import load, predict_model
+from ..data.pairs import read_inputs
+from ..decoding import SamplingConfig
+from ..fileio import atomic_write_bytes
+from ..tasks import DecodeSettings, format_prediction
+from ..training.checkpoint import TASK_OF_KIND
+
+
+def add_arguments(p) -> None:
+    p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("--input", required=True, metavar="FILE",
+                   help="one input per line (- for stdin)")
+    p.add_argument("--output", default=None, metavar="FILE",
+                   help="write the predictions here (default: stdout)")
+    p.add_argument("--batch-size", type=int, default=64, help="inputs per batch (default 64)")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    s = p.add_argument_group("seq2seq decoding (default: greedy)")
+    s.add_argument("--beam", type=int, default=1, help="beam width (default 1: greedy)")
+    s.add_argument("--n-best", type=int, default=1, help="hypotheses per input (<= --beam)")
+    s.add_argument("--length-penalty", type=float, default=0.0,
+                   help="GNMT alpha: longer outputs score higher as it grows (default 0)")
+    s.add_argument("--max-length", type=int, default=None,
+                   help="longest output (default: twice the longest training target + 10)")
+    s.add_argument("--temperature", type=float, default=None,
+                   help="sample instead of searching, at this temperature")
+    s.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest")
+    s.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
+    s.add_argument("--seed", type=int, default=1337, help="random seed for sampling")
+
+
+def settings_from(args) -> DecodeSettings:
+    wants_sampling = any(v is not None for v in (args.temperature, args.top_k, args.top_p))
+    temperature = 1.0 if args.temperature is None else args.temperature
+    sampling = SamplingConfig(temperature, args.top_k, args.top_p) if wants_sampling else None
+    return DecodeSettings(args.beam, args.n_best, args.length_penalty,
+                          args.max_length, sampling, args.seed)
+
+
+def run(args) -> int:
+    texts = read_inputs(args.input)
+    settings = settings_from(args)  # bad flags are refused before the model loads
+    model, vocabs, meta = load(args.checkpoint, args.device)
+    preds = predict_model(model, vocabs, meta, texts, settings, args.batch_size)
+    task = TASK_OF_KIND[meta["kind"]]
+    text = "".join(format_prediction(task, p) + "\n" for p in preds)
+    if args.output:
+        atomic_write_bytes(args.output, text.encode())
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,227 @@
+"""TSV files of pairs for the sequence tasks, their vocabularies, split and padded batches.
+
+One example per line, two tab-separated fields:
+    seq2seq    source<TAB>target           characters in, characters out
+    classify   text<TAB>label              characters in, one label out
+    tag        tokens<TAB>labels           labels separated by spaces, one per input step:
+               "chars" format: one label per character of the text (spaces included);
+               "tokens" format: the text is space-separated tokens, one label per token.
+Blank lines are skipped; anything else that is not two fields is an error naming the line.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import RnnkitError
+from .batching import IGNORE
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0..3 in every input vocabulary: <pad> is 0
+TASKS = ("seq2seq", "classify", "tag")
+
+
+class TokenVocab:
+    """Tokens (characters, words or labels) to ids: specials first, then sorted tokens."""
+
+    def __init__(self, tokens, specials=SPECIALS):
+        self.specials = list(specials)
+        self.itos = self.specials + sorted(set(tokens) - set(specials))
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TokenVocab) and self.itos == other.itos
+
+    def id_of(self, token: str) -> int:
+        return self.stoi[token]
+
+    def encode(self, tokens) -> list[int]:
+        """Ids; an unseen token becomes <unk> (or IGNORE for a label vocabulary)."""
+        unknown = self.stoi.get(UNK, IGNORE)
+        return [self.stoi.get(t, unknown) for t in tokens]
+
+    def decode(self, ids) -> list[str]:
+        """Tokens of ``ids``, special tokens dropped."""
+        n = len(self.specials)
+        return [self.itos[i] for i in ids if i >= n]
+
+    def to_json(self) -> dict:
+        return {"specials": self.specials, "tokens": self.itos[len(self.specials):]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> TokenVocab:
+        return cls(d["tokens"], d["specials"])
+
+
+@dataclass
+class Example:
+    line: int  # 1-based line in the file, for error messages
+    source: list[str]  # input tokens
+    target: list[str] | str  # seq2seq: characters; classify: a label; tag: labels
+
+
+def read_lines(path: str | Path) -> list[tuple[int, str, str]]:
+    """(line number, left, right) for every non-blank line of a two-field TSV file."""
+    p = Path(path)
+    if not p.is_file():
+        raise RnnkitError(f"data file {str(p)!r} not found; check the --data path")
+    raw = p.read_bytes()
+    if b"\x00" in raw:
+        raise RnnkitError(f"{p} looks binary (it holds NUL bytes); give a UTF-8 TSV file")
+    rows = []
+    for n, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
+        text = decode_line(line, p, n).rstrip("\r")
+        if text.strip():
+            rows.append(split_fields(text, p, n))
+    if not rows:
+        raise RnnkitError(f"{p} holds no examples; give lines of source<TAB>target")
+    return rows
+
+
+def decode_line(line: bytes, path: Path, n: int) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RnnkitError(f"{path} line {n} is not valid UTF-8; convert the file first, "
+                          "e.g. iconv -f latin1 -t utf-8") from None
+
+
+def split_fields(text: str, path: Path, n: int) -> tuple[int, str, str]:
+    fields = text.split("\t")
+    if len(fields) != 2:
+        raise RnnkitError(f"{path} line {n}: expected 2 tab-separated fields (input<TAB>output), "
+                          f"found {len(fields)}; fix that line")
+    if not fields[0]:
+        raise RnnkitError(f"{path} line {n}: the input field is empty; fix or remove that line")
+    return n, fields[0], fields[1]
+
+
+def parse_examples(rows, task: str, tag_format: str = "auto") -> tuple[list[Example], str]:
+    """Examples for ``task``; for tagging also the format used ("chars" or "tokens")."""
+    if task == "seq2seq":
+        return [Example(n, list(a), list(b)) for n, a, b in rows], ""
+    if task == "classify":
+        return [Example(n, list(a), checked_label(b, n)) for n, a, b in rows], ""
+    fmt = tag_format if tag_format != "auto" else detect_tag_format(rows)
+    return [tag_example(n, a, b, fmt) for n, a, b in rows], fmt
+
+
+def checked_label(label: str, n: int) -> str:
+    if not label.strip():
+        raise RnnkitError(f"line {n}: the label is empty; fix or remove that line")
+    return label.strip()
+
+
+def detect_tag_format(rows) -> str:
+    """"chars" when every line has one label per character, else "tokens" when every line has
+    one per space-separated token."""
+    for fmt, unit in (("chars", list), ("tokens", str.split)):
+        if all(len(unit(a)) == len(b.split()) for _, a, b in rows):
+            return fmt
+    n, a, b = next(r for r in rows if len(r[2].split()) not in (len(r[1]), len(r[1].split())))
+    raise RnnkitError(f"line {n}: {len(b.split())} labels for {len(a)} characters and "
+                      f"{len(a.split())} tokens; give one label per character or per token")
+
+
+def tag_example(n: int, text: str, labels: str, fmt: str) -> Example:
+    source = list(text) if fmt == "chars" else text.split()
+    tags = labels.split()
+    if len(tags) != len(source) or not source:
+        unit = "character" if fmt == "chars" else "token"
+        raise RnnkitError(f"line {n}: {len(tags)} labels for {len(source)} {unit}s; give one "
+                          f"label per {unit} (--tag-format {fmt})")
+    return Example(n, source, tags)
+
+
+def build_vocabs(examples: list[Example], task: str) -> dict[str, TokenVocab]:
+    """{"source": ..., "target": ...}: target is characters (seq2seq) or labels (no specials)."""
+    source = TokenVocab(t for e in examples for t in e.source)
+    if task == "seq2seq":
+        return {"source": source, "target": TokenVocab(t for e in examples for t in e.target)}
+    labels = (e.target for e in examples) if task == "classify" else (
+        t for e in examples for t in e.target)
+    return {"source": source, "target": TokenVocab(labels, specials=())}
+
+
+def split_indices(n: int, val_frac: float, test_frac: float, seed: int) -> dict[str, np.ndarray]:
+    """A seeded shuffle cut into train/val/test (pair files are often sorted: a contiguous cut
+    would hold out only the longest or the last-generated examples)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_test, n_val = int(n * test_frac), int(n * val_frac)
+    return {"train": np.sort(order[:n - n_val - n_test]),
+            "val": np.sort(order[n - n_val - n_test:n - n_test]),
+            "test": np.sort(order[n - n_test:]), "all": np.arange(n)}
+
+
+class PairBatches:
+    """Batch ``step`` is a pure function of the step: example i = step * B + j of a stream of
+    seeded per-epoch shuffles, so a resumed run reads exactly the batches it would have."""
+
+    def __init__(self, indices: np.ndarray, batch_size: int, seed: int):
+        if len(indices) == 0:
+            raise RnnkitError("the train split is empty; lower --val-frac/--test-frac or add data")
+        self.indices, self.batch_size, self.seed = indices, batch_size, seed
+        self._orders: dict[int, np.ndarray] = {}
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(
+                self.indices)}
+        return self._orders[epoch]
+
+    def batch(self, step: int) -> list[int]:
+        n, out = len(self.indices), []
+        for i in range(step * self.batch_size, (step + 1) * self.batch_size):
+            out.append(int(self._order(i // n)[i % n]))
+        return out
+
+
+def pad(seqs: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) int64 padded with ``value``, and the (B,) lengths."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    out = torch.full((len(seqs), int(lengths.max())), value, dtype=torch.long)
+    for row, s in enumerate(seqs):
+        out[row, :len(s)] = torch.tensor(s, dtype=torch.long)
+    return out, lengths
+
+
+def collate(examples: list[Example], vocabs: dict[str, TokenVocab], task: str) -> dict:
+    """Padded tensors: src, src_len, and tgt_in/tgt_out (seq2seq), label (classify) or tags."""
+    src_vocab, tgt_vocab = vocabs["source"], vocabs["target"]
+    src, src_len = pad([src_vocab.encode(e.source) for e in examples], 0)
+    batch = {"src": src, "src_len": src_len}
+    if task == "seq2seq":
+        bos, eos = tgt_vocab.id_of(BOS), tgt_vocab.id_of(EOS)
+        targets = [tgt_vocab.encode(e.target) for e in examples]
+        batch["tgt_in"] = pad([[bos] + t for t in targets], 0)[0]
+        batch["tgt_out"] = pad([t + [eos] for t in targets], IGNORE)[0]
+    elif task == "classify":
+        batch["label"] = torch.tensor(tgt_vocab.encode([e.target for e in examples]))
+    else:
+        batch["tags"] = pad([tgt_vocab.encode(e.target) for e in examples], IGNORE)[0]
+    return batch
+
+
+def read_inputs(path: str | Path) -> list[str]:
+    """``rnnkit predict`` input: one example per line ("-": stdin); a TSV's first field is
+    the input."""
+    p = Path(path)
+    if str(path) == "-":
+        raw = sys.stdin.buffer.read()
+    elif p.exists() and not p.is_dir():  # a file, or a pipe such as <(...)
+        raw = p.read_bytes()
+    else:
+        raise RnnkitError(f"input file {str(p)!r} not found; check the --input path")
+    lines = [decode_line(b, p, n) for n, b in enumerate(raw.split(b"\n"), 1)]
+    lines = [line.rstrip("\r").split("\t")[0] for line in lines]
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line, it does not start another
+    return lines

@@ -1,0 +1,333 @@
+"""Evaluation metrics for sequence tasks, on plain Python lists (no torch).
+
+    from rnnkit.metrics import bleu, cer, span_f1
+    bleu(["the cat sat"], ["the cat sat"])             # 100.0 (sacreBLEU's 0-100 scale)
+    cer(["helo"], ["hello"])                           # 0.2
+    span_f1([["B-PER", "I-PER", "O"]], [["B-PER", "I-PER", "O"]])["f1"]   # 1.0
+
+Every function that takes parallel lists (predictions and references) raises ``ValueError`` when
+their lengths differ. Corpus metrics (CER, BLEU, span F1) pool counts over the whole corpus
+before dividing, so they are not averages of per-sentence scores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Collection, Sequence
+
+import numpy as np
+
+Span = tuple[int, int, str]
+
+
+def _check_parallel(preds: Sequence, refs: Sequence, names: str = "preds and refs") -> None:
+    if len(preds) != len(refs):
+        raise ValueError(f"{names} must have the same length, got {len(preds)} and {len(refs)}")
+
+
+def exact_match(preds: list[str], refs: list[str]) -> float:
+    """Fraction of predictions exactly equal to their reference.
+
+    Args:
+        preds: Predicted strings.
+        refs: Reference strings, one per prediction.
+
+    Returns:
+        A float in [0, 1].
+
+    Raises:
+        ValueError: If the lists differ in length or are empty.
+    """
+    _check_parallel(preds, refs)
+    if not refs:
+        raise ValueError("exact_match needs at least one example, got none")
+    return sum(p == r for p, r in zip(preds, refs)) / len(refs)
+
+
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    """Levenshtein distance: fewest insertions, deletions and substitutions turning a into b.
+
+    Works on any sequences whose items compare with ``==``: strings (characters) or lists
+    (e.g. words, for a word error rate). O(len(a) * len(b)) time, O(min(len(a), len(b))) memory.
+
+    Args:
+        a: First sequence.
+        b: Second sequence.
+
+    Returns:
+        The distance, a non-negative int.
+    """
+    if len(a) < len(b):
+        a, b = b, a  # the distance is symmetric; keep the shorter one as the row
+    row = list(range(len(b) + 1))  # row[j] = distance(a[:i], b[:j]) for the current i
+    for i, x in enumerate(a, start=1):
+        diag, row[0] = row[0], i
+        for j, y in enumerate(b, start=1):
+            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (x != y))
+    return row[-1]
+
+
+def cer(preds: list[str], refs: list[str]) -> float:
+    """Character error rate: total edit distance over total reference characters.
+
+    Pooled over the corpus, so long references weigh more than short ones. Can exceed 1 when
+    predictions are longer than references.
+
+    Args:
+        preds: Predicted strings.
+        refs: Reference strings, one per prediction.
+
+    Returns:
+        The rate; 0.0 when references and predictions are all empty, ``inf`` when only the
+        references are.
+
+    Raises:
+        ValueError: If the lists differ in length.
+    """
+    _check_parallel(preds, refs)
+    errors = sum(edit_distance(p, r) for p, r in zip(preds, refs))
+    chars = sum(len(r) for r in refs)
+    if chars == 0:
+        return 0.0 if errors == 0 else math.inf
+    return errors / chars
+
+
+def _ngrams(tokens: list[str], n: int) -> Counter:
+    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def _bleu_counts(preds: list[str], refs: list[str],
+                 max_n: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Corpus totals: clipped matches and candidate n-grams per order, hyp and ref lengths."""
+    matches, totals = np.zeros(max_n, dtype=np.int64), np.zeros(max_n, dtype=np.int64)
+    hyp_len = ref_len = 0
+    for pred, ref in zip(preds, refs):
+        hyp, gold = pred.split(), ref.split()
+        hyp_len, ref_len = hyp_len + len(hyp), ref_len + len(gold)
+        for n in range(1, max_n + 1):
+            cand, allowed = _ngrams(hyp, n), _ngrams(gold, n)
+            # clip: an n-gram counts at most as often as it occurs in the reference
+            matches[n - 1] += sum(min(c, allowed[g]) for g, c in cand.items())
+            totals[n - 1] += sum(cand.values())
+    return matches, totals, hyp_len, ref_len
+
+
+def bleu(preds: list[str], refs: list[str], max_n: int = 4) -> float:
+    """Corpus BLEU (Papineni et al. 2002) with one reference per prediction, on a 0-100 scale.
+
+    Tokens are whitespace-separated words (no further tokenisation, unlike sacreBLEU's default
+    "13a"). Clipped n-gram matches and candidate counts are summed over the corpus for each order
+    n = 1..max_n; the score is the geometric mean of those precisions times the brevity penalty
+    exp(1 - r/c), applied when the total hypothesis length c is below the reference length r.
+    There is no smoothing (sacreBLEU's ``smooth_method="none"``): if any order has no match the
+    score is 0.0.
+
+    Args:
+        preds: Predicted sentences.
+        refs: Reference sentences, one per prediction.
+        max_n: Highest n-gram order (>= 1).
+
+    Returns:
+        BLEU scaled to [0, 100] like sacreBLEU (multiply by 0.01 for the paper's [0, 1]).
+
+    Raises:
+        ValueError: If the lists differ in length or ``max_n < 1``.
+    """
+    _check_parallel(preds, refs)
+    if max_n < 1:
+        raise ValueError(f"max_n must be >= 1, got {max_n}")
+    matches, totals, hyp_len, ref_len = _bleu_counts(preds, refs, max_n)
+    if hyp_len == 0 or (matches == 0).any():
+        return 0.0
+    log_precision = np.mean(np.log(matches / totals))
+    brevity = 0.0 if hyp_len >= ref_len else 1.0 - ref_len / hyp_len  # log of the penalty
+    return float(100.0 * math.exp(log_precision + brevity))
+
+
+def _safe_div(num: float, den: float) -> float:
+    return num / den if den else 0.0
+
+
+def _f1(precision: float, recall: float) -> float:
+    return _safe_div(2 * precision * recall, precision + recall)
+
+
+def _confusion(preds: list[str], golds: list[str], labels: list[str]) -> np.ndarray:
+    """Rows = gold, cols = predicted; pairs with a label outside ``labels`` are skipped."""
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for p, g in zip(preds, golds):
+        if p in index and g in index:
+            matrix[index[g], index[p]] += 1
+    return matrix
+
+
+def _class_scores(preds: list[str], golds: list[str], label: str) -> dict:
+    # counted over all examples, so a prediction of `label` for a gold outside `labels` still
+    # costs precision (as in scikit-learn)
+    tp = sum(p == g == label for p, g in zip(preds, golds))
+    support = golds.count(label)
+    precision, recall = _safe_div(tp, preds.count(label)), _safe_div(tp, support)
+    return {"precision": precision, "recall": recall, "f1": _f1(precision, recall),
+            "support": support}
+
+
+def classification_report(preds: list[str], golds: list[str],
+                          labels: list[str] | None = None) -> dict:
+    """Accuracy, per-class precision/recall/F1, macro F1 and the confusion matrix.
+
+    Args:
+        preds: Predicted labels.
+        golds: Gold labels, one per prediction.
+        labels: Classes to report, in this order. Defaults to the sorted labels seen in golds or
+            preds. Pairs involving a label not listed are left out of the confusion matrix but
+            still count toward accuracy and per-class precision/recall.
+
+    Returns:
+        ``{"accuracy", "macro_f1", "per_class": {label: {"precision", "recall", "f1",
+        "support"}}, "labels", "confusion"}``. ``confusion[i][j]`` counts examples with gold
+        ``labels[i]`` predicted as ``labels[j]``. Macro F1 is the unweighted mean of the
+        per-class F1 over ``labels``; a class never predicted has precision 0, a class never
+        gold has recall 0.
+
+    Raises:
+        ValueError: If the lists differ in length or are empty, or ``labels`` is empty.
+    """
+    _check_parallel(preds, golds, "preds and golds")
+    if not golds:
+        raise ValueError("classification_report needs at least one example, got none")
+    labels = sorted(set(golds) | set(preds)) if labels is None else list(labels)
+    if not labels:
+        raise ValueError("labels must name at least one class")
+    per_class = {label: _class_scores(preds, golds, label) for label in labels}
+    return {
+        "accuracy": sum(p == g for p, g in zip(preds, golds)) / len(golds),
+        "macro_f1": float(np.mean([s["f1"] for s in per_class.values()])),
+        "per_class": per_class,
+        "labels": labels,
+        "confusion": _confusion(preds, golds, labels).tolist(),
+    }
+
+
+def _is_bio(tags: list[str], outside: Collection[str]) -> bool:
+    """Whether tags use B-/I- prefixes; mixing prefixed and bare labels is an error."""
+    inside = [t for t in tags if t not in outside]
+    prefixed = [t.startswith(("B-", "I-")) for t in inside]
+    if any(prefixed) and not all(prefixed):
+        bare = inside[prefixed.index(False)]
+        raise ValueError(f"tag {bare!r} has no B-/I- prefix but other tags do; "
+                         f"use BIO tags throughout or add it to outside={tuple(outside)}")
+    return any(prefixed)
+
+
+def _bio_spans(tags: list[str], outside: Collection[str]) -> set[Span]:
+    found, start, kind = set(), None, None
+    for i, tag in enumerate(tags):
+        if tag in outside:
+            if start is not None:
+                found.add((start, i, kind))
+            start = None
+            continue
+        # conlleval: B- always starts a chunk; so does an I- after O or after another type
+        if tag[0] == "B" or start is None or tag[2:] != kind:
+            if start is not None:
+                found.add((start, i, kind))
+            start, kind = i, tag[2:]
+    if start is not None:
+        found.add((start, len(tags), kind))
+    return found
+
+
+def _run_spans(tags: list[str], outside: Collection[str]) -> set[Span]:
+    found, i = set(), 0
+    for tag, run in itertools.groupby(tags):
+        n = len(list(run))
+        if tag not in outside:
+            found.add((i, i + n, tag))
+        i += n
+    return found
+
+
+def spans(tags: list[str], outside: Collection[str] = ("O",)) -> set[Span]:
+    """Labelled spans in one tag sequence.
+
+    With BIO/IOB2 tags ("B-PER", "I-PER", "O") spans follow conlleval: "B-X" always opens a new
+    span, and so does "I-X" after an outside tag or after a tag of another type. Without
+    prefixes (plain labels such as "PER") a span is a maximal run of equal non-outside labels.
+    The scheme is chosen per sequence: BIO when any non-outside tag starts with "B-" or "I-".
+
+    Args:
+        tags: One tag per step.
+        outside: Tags that belong to no span.
+
+    Returns:
+        A set of ``(start, end, type)`` with ``end`` exclusive.
+
+    Raises:
+        ValueError: If prefixed and unprefixed non-outside tags are mixed.
+    """
+    outside = {outside} if isinstance(outside, str) else set(outside)
+    tags = list(tags)
+    return _bio_spans(tags, outside) if _is_bio(tags, outside) else _run_spans(tags, outside)
+
+
+def _check_steps(pred_seqs: list[list[str]], gold_seqs: list[list[str]]) -> None:
+    _check_parallel(pred_seqs, gold_seqs, "pred_seqs and gold_seqs")
+    for k, (p, g) in enumerate(zip(pred_seqs, gold_seqs)):
+        if len(p) != len(g):
+            raise ValueError(f"sequence {k}: prediction has {len(p)} tags, gold has {len(g)}")
+
+
+def span_f1(pred_seqs: list[list[str]], gold_seqs: list[list[str]],
+            outside: Collection[str] = ("O",)) -> dict:
+    """Micro-averaged span precision, recall and F1, as in conlleval.
+
+    A predicted span counts only if its start, end and type all match a gold span; partial
+    overlaps are wrong. Counts are pooled over all sequences.
+
+    Args:
+        pred_seqs: Predicted tag sequences (see :func:`spans` for the tag schemes).
+        gold_seqs: Gold tag sequences, each the same length as its prediction.
+        outside: Tags that belong to no span.
+
+    Returns:
+        ``{"precision", "recall", "f1"}``. If there are no gold and no predicted spans at all,
+        every entry is 1.0 (nothing to find, nothing found wrongly).
+
+    Raises:
+        ValueError: If the lists, or any pair of sequences, differ in length.
+    """
+    _check_steps(pred_seqs, gold_seqs)
+    n_pred = n_gold = n_correct = 0
+    for p, g in zip(pred_seqs, gold_seqs):
+        pred_spans, gold_spans = spans(p, outside), spans(g, outside)
+        n_pred, n_gold = n_pred + len(pred_spans), n_gold + len(gold_spans)
+        n_correct += len(pred_spans & gold_spans)
+    if n_pred == n_gold == 0:
+        return {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    precision, recall = _safe_div(n_correct, n_pred), _safe_div(n_correct, n_gold)
+    return {"precision": precision, "recall": recall, "f1": _f1(precision, recall)}
+
+
+def tag_accuracy(pred_seqs: list[list[str]], gold_seqs: list[list[str]]) -> float:
+    """Fraction of steps tagged correctly, pooled over all sequences.
+
+    Args:
+        pred_seqs: Predicted tag sequences.
+        gold_seqs: Gold tag sequences, each the same length as its prediction.
+
+    Returns:
+        A float in [0, 1].
+
+    Raises:
+        ValueError: If the lists, or any pair of sequences, differ in length, or there are no
+            steps at all.
+    """
+    _check_steps(pred_seqs, gold_seqs)
+    steps = sum(len(g) for g in gold_seqs)
+    if steps == 0:
+        raise ValueError("tag_accuracy needs at least one step, got none")
+    correct = sum(p == g for ps, gs in zip(pred_seqs, gold_seqs) for p, g in zip(ps, gs))
+    return correct / steps
