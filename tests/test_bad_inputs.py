@@ -25,9 +25,14 @@ def world(tmp_path_factory):
     files = {"empty.txt": b"", "binary.bin": bytes(range(256)) * 8,
              "latin1.txt": "caf\xe9\n".encode("latin-1"), "one.txt": b"a",
              "short.txt": b"too short\n", "bad.toml": b"[train\nmax_steps = ",
-             "unknown.toml": b"[train]\nlearning_rat = 1\n", "a_file": b"not a folder"}
+             "unknown.toml": b"[train]\nlearning_rat = 1\n", "a_file": b"not a folder",
+             "pairs.tsv": b"".join(b"%d\t%d\n" % (i, i * 2) for i in range(200)),
+             "pairs_bad.tsv": b"12\t24\n13 26\n", "tags_bad.tsv": b"ab c\tX O O\n",
+             "inputs.txt": b"12\n7\n"}
     for name, data in files.items():
         (root / name).write_bytes(data)
+    assert main(["train", "--task", "seq2seq", "--data", str(root / "pairs.tsv"), "--out",
+                 str(root / "pairs_run"), *TINY]) == 0
     full = (root / "run" / "best.pt").read_bytes()
     (root / "truncated.pt").write_bytes(full[:len(full) // 2])
     payload = torch.load(root / "run" / "best.pt", weights_only=True)
@@ -49,7 +54,21 @@ def sample(*extra, target="run"):
     return lambda w: ["sample", str(w / target), *extra]
 
 
+def predict(*extra, target="pairs_run"):
+    return lambda w: ["predict", str(w / target), "--input", str(w / "inputs.txt"), *extra]
+
+
 CASES = {
+    "malformed TSV line": (train("pairs_bad.tsv", "--task", "seq2seq"),
+                           "pairs_bad.tsv line 2: expected 2 tab-separated fields"),
+    "tag labels that fit no format": (train("tags_bad.tsv", "--task", "tag"),
+                                      "line 1: 3 labels for 4 characters and 2 tokens"),
+    "n-best above the beam": (predict("--beam", "2", "--n-best", "3"), "--n-best <= --beam"),
+    "sampling with a beam": (predict("--beam", "2", "--top-k", "3"), "exclude each other"),
+    "predict without an input file": (lambda w: ["predict", str(w / "pairs_run"), "--input",
+                                                 str(w / "nope.txt")], "input file"),
+    "predict with a language model": (predict(target="run"), "use rnnkit sample"),
+    "sample from a seq2seq model": (sample(target="pairs_run"), "use rnnkit predict"),
     "empty file": (train("empty.txt"), "is empty"),
     "binary file": (train("binary.bin"), "looks binary"),
     "non-UTF-8 file": (train("latin1.txt"), "not valid UTF-8"),
