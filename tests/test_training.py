@@ -203,3 +203,10 @@ def test_three_sentences_lines_mode_samples_are_training_sentences(tmp_path, sen
     assert len(samples) == 100
     assert set(samples) <= set(SENTENCES), set(samples) - set(SENTENCES)
     assert set(samples) == set(SENTENCES)  # and not just one of them
+
+
+def test_no_warmup_starts_at_the_full_rate():
+    _, cfg = rnnkit.configs(train={"warmup_steps": 0, "lr_schedule": "constant"})
+    assert lr_at(0, 0.0, cfg) == cfg.learning_rate
+    with pytest.raises(RnnkitError, match="warmup_steps must be >= 0"):
+        rnnkit.configs(train={"warmup_steps": -1})

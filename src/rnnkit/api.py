@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from . import tasks
+from . import tasks, vision_tasks
 from .data.corpus import encode_file, read_source
 from .data.pairs import parse_examples, read_lines, split_indices
 from .data.shakespeare import corpus_bytes
@@ -96,6 +96,8 @@ def evaluate(checkpoint: str | Path, data: str | None = None, split: str | None 
     """
     model, vocab, meta = load(checkpoint, device)
     tcfg = TrainConfig(**meta["config"]["train"])
+    if tcfg.task in vision_tasks.VISION_TASKS:
+        return evaluate_vision(model, tcfg, data, split, batch_size)
     if tcfg.task != "lm":
         return evaluate_pairs(model, vocab, meta, tcfg, data, split, batch_size)
     split = split or "val"
@@ -144,6 +146,28 @@ def evaluate_pairs(model, vocabs: dict, meta: dict, tcfg: TrainConfig, data: str
                           f"test_frac {tcfg.test_frac}); use --split all")
     report = tasks.evaluate(model, tcfg.task, vocabs, [examples[i] for i in part],
                             batch_size or tcfg.batch_size, meta["max_length"])
+    return {"task": tcfg.task, "split": split, **report}
+
+
+def evaluate_vision(model, tcfg: TrainConfig, data: str | None, split: str | None,
+                    batch_size: int | None) -> dict:
+    """A vision task's metrics: on a fresh generated test set (or val), on the run's own .npz
+    (its test split by default) or on all of another .npz file."""
+    rows = batch_size or tcfg.batch_size
+    if data is not None:
+        examples = vision_tasks.load_npz(data, tcfg.task, model.config)
+        split = split or "all"
+        if split != "all":
+            part = split_indices(len(examples), tcfg.val_frac, tcfg.test_frac, tcfg.seed)[split]
+            examples = examples.subset(part)
+    else:
+        split = split or "test"
+        sets = vision_tasks.VisionData(tcfg.task, model.config, tcfg.data, rows, tcfg.seed,
+                                       tcfg.eval_examples, tcfg.val_frac, tcfg.test_frac)
+        examples = sets.val if split == "val" else sets.test
+    if not len(examples):
+        raise RnnkitError(f"the {split} split is empty; use --split all or another --data")
+    report = vision_tasks.evaluate(model, tcfg.task, examples, rows)
     return {"task": tcfg.task, "split": split, **report}
 
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics for sequence tasks, on plain Python lists (no torch).
+"""Evaluation metrics: for sequence tasks on plain Python lists; MSE and SSIM on frames.
 
     from rnnkit.metrics import bleu, cer, span_f1
     bleu(["the cat sat"], ["the cat sat"])             # 100.0 (sacreBLEU's 0-100 scale)
@@ -331,3 +331,110 @@ def tag_accuracy(pred_seqs: list[list[str]], gold_seqs: list[list[str]]) -> floa
         raise ValueError("tag_accuracy needs at least one step, got none")
     correct = sum(p == g for ps, gs in zip(pred_seqs, gold_seqs) for p, g in zip(ps, gs))
     return correct / steps
+
+
+# --- images and video frames (numpy arrays or torch tensors) ----------------------------------
+
+SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
+SSIM_CHUNK = 256  # images per convolution: bounds memory on long videos
+
+
+def _float64_pair(pred, target, name: str):
+    """Both inputs as float64 torch tensors of one shape (torch is imported only here)."""
+    import torch
+    x = pred.detach() if torch.is_tensor(pred) else torch.as_tensor(np.asarray(pred))
+    y = target.detach() if torch.is_tensor(target) else torch.as_tensor(np.asarray(target))
+    if x.shape != y.shape:
+        raise ValueError(f"{name}: pred and target must have the same shape, "
+                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} needs at least one value, got an empty array")
+    return x.to(torch.float64), y.to(x.device, torch.float64)
+
+
+def mse(pred, target) -> float:
+    """Mean squared error over every element.
+
+    Args:
+        pred: Array or tensor of any shape.
+        target: Same shape as ``pred``.
+
+    Returns:
+        The mean of ``(pred - target) ** 2`` as a float (computed in float64).
+
+    Raises:
+        ValueError: If the shapes differ or the arrays are empty.
+    """
+    x, y = _float64_pair(pred, target, "mse")
+    return float(((x - y) ** 2).mean())
+
+
+def _gaussian_band(n: int, like):
+    """(n - 10, n) matrix whose row i holds the 11-tap Gaussian at columns i..i+10.
+
+    ``band_h @ image @ band_w.T`` is the valid-region Gaussian filter: one batched matmul,
+    several times faster on CPU than ``conv2d`` in float64.
+    """
+    import torch
+    r = torch.arange(SSIM_WINDOW, dtype=like.dtype, device=like.device) - (SSIM_WINDOW - 1) / 2
+    g = torch.exp(-r ** 2 / (2 * SSIM_SIGMA ** 2))
+    g = g / g.sum()  # normalised over the truncated window, as scipy's gaussian_filter
+    band = torch.zeros(n - SSIM_WINDOW + 1, n, dtype=like.dtype, device=like.device)
+    for i in range(len(band)):
+        band[i, i:i + SSIM_WINDOW] = g
+    return band
+
+
+def _blur(images, bands):
+    """Valid-region Gaussian filter of (N, H, W) images -> (N, H - 10, W - 10)."""
+    band_h, band_w = bands
+    return band_h @ images @ band_w.T
+
+
+def _ssim_map(x, y, bands, data_range: float):
+    """SSIM at every valid window position of (N, H, W) images (Wang et al. 2004, eq. 13)."""
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    mu_x, mu_y = _blur(x, bands), _blur(y, bands)
+    # population (not sample) variances, as scikit-image with use_sample_covariance=False
+    var_x = _blur(x * x, bands) - mu_x ** 2
+    var_y = _blur(y * y, bands) - mu_y ** 2
+    cov = _blur(x * y, bands) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
+    return num / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+
+
+def ssim(pred, target, data_range: float = 1.0) -> float:
+    """Mean structural similarity (Wang et al. 2004) over images of shape (..., H, W).
+
+    An 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03 and population statistics: the
+    setting of ``skimage.metrics.structural_similarity(gaussian_weights=True,
+    use_sample_covariance=False, data_range=...)``. Only window positions that lie wholly
+    inside the image are scored (the "valid" region: scikit-image filters with padding but
+    crops that border before averaging, which gives the same numbers). Leading dimensions
+    (batch, time, channel) are treated as separate images and the mean is over all of them.
+
+    Args:
+        pred: Array or tensor (..., H, W) with H, W >= 11.
+        target: Same shape as ``pred``.
+        data_range: Max minus min possible value (1.0 for [0, 1] frames).
+
+    Returns:
+        The mean SSIM as a float: 1.0 for identical images, lower for less similar ones.
+
+    Raises:
+        ValueError: If the shapes differ, an image is smaller than 11x11, or
+            ``data_range <= 0``.
+    """
+    x, y = _float64_pair(pred, target, "ssim")
+    if x.ndim < 2 or min(x.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"ssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} "
+                         f"(shape (..., H, W)), got shape {tuple(x.shape)}")
+    if data_range <= 0:
+        raise ValueError(f"data_range must be > 0, got {data_range}")
+    h, w = x.shape[-2:]
+    x, y = x.reshape(-1, h, w), y.reshape(-1, h, w)
+    bands = _gaussian_band(h, x), _gaussian_band(w, x)
+    chunks = range(0, len(x), SSIM_CHUNK)
+    total = sum(float(_ssim_map(x[i:i + SSIM_CHUNK], y[i:i + SSIM_CHUNK], bands, data_range).sum())
+                for i in chunks)
+    return total / (len(x) * (h - SSIM_WINDOW + 1) * (w - SSIM_WINDOW + 1))

@@ -1,32 +1,48 @@
-"""Predict with a seq2seq, classifier or tagger model: one output line per input line.
+"""Predict with a seq2seq, classifier or tagger model (one output line per input line), or
+with an image or video model (activity labels, captions, forecast frames as PNG and GIF).
 
 examples:
   rnnkit predict runs/translate --input sources.txt               # greedy decoding
   rnnkit predict runs/translate --input sources.txt --beam 5 --n-best 3 --length-penalty 0.6
   rnnkit predict runs/translate --input sources.txt --temperature 0.8 --top-p 0.9
   rnnkit predict runs/sentiment --input reviews.txt --output labels.txt
+  rnnkit predict runs/frames --output predictions/        # 8 generated test sequences
+  rnnkit predict runs/captions --input images.npz --beam 3
 A line of the input that holds a tab (a TSV with answers) is read up to its first tab.
 Seq2seq n-best hypotheses are written on one line, separated by tabs; tags by spaces.
+Vision models read a .npz file (the arrays of their --data format) or, without --input,
+generate --count test examples; frames are written into the --output folder as
+strip_NNN.png (input | truth | prediction) and sequence_NNN.gif, plus predictions.npz.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+import numpy as np
+import torch
 
 from ..api import load, predict_model
 from ..data.pairs import read_inputs
 from ..decoding import SamplingConfig
-from ..fileio import atomic_write_bytes
+from ..errors import RnnkitError
+from ..fileio import atomic_write, atomic_write_bytes
+from ..images import save_gif, save_strip
 from ..tasks import DecodeSettings, format_prediction
 from ..training.checkpoint import TASK_OF_KIND
+from ..vision_tasks import VISION_TASKS, generate, load_npz
+from ..vision_tasks import predict as vision_predict
 
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
-    p.add_argument("--input", required=True, metavar="FILE",
-                   help="one input per line (- for stdin)")
+    p.add_argument("--input", default=None, metavar="FILE",
+                   help="one input per line (- for stdin); a .npz file for vision models")
     p.add_argument("--output", default=None, metavar="FILE",
-                   help="write the predictions here (default: stdout)")
+                   help="write the predictions here (default: stdout); a folder for frames")
+    p.add_argument("--count", type=int, default=8,
+                   help="vision models without --input: generated test examples (default 8)")
     p.add_argument("--batch-size", type=int, default=64, help="inputs per batch (default 64)")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     s = p.add_argument_group("seq2seq decoding (default: greedy)")
@@ -52,14 +68,57 @@ def settings_from(args) -> DecodeSettings:
 
 
 def run(args) -> int:
-    texts = read_inputs(args.input)
     settings = settings_from(args)  # bad flags are refused before the model loads
     model, vocabs, meta = load(args.checkpoint, args.device)
-    preds = predict_model(model, vocabs, meta, texts, settings, args.batch_size)
     task = TASK_OF_KIND[meta["kind"]]
-    text = "".join(format_prediction(task, p) + "\n" for p in preds)
-    if args.output:
-        atomic_write_bytes(args.output, text.encode())
+    if task in VISION_TASKS:
+        return predict_vision(args, model, vocabs, meta, task)
+    if args.input is None:
+        raise RnnkitError(f"a {task} model needs --input FILE (one input per line)")
+    preds = predict_model(model, vocabs, meta, read_inputs(args.input), settings,
+                          args.batch_size)
+    write_lines([format_prediction(task, p) for p in preds], args.output)
+    return 0
+
+
+def write_lines(lines: list[str], output: str | None) -> None:
+    text = "".join(line + "\n" for line in lines)
+    if output:
+        atomic_write_bytes(output, text.encode())
     else:
         sys.stdout.write(text)
+
+
+def predict_vision(args, model, classes, meta, task: str) -> int:
+    if task == "frames" and not args.output:
+        raise RnnkitError("frames predictions are images: give --output FOLDER")
+    examples = vision_inputs(args, model, classes, meta, task)
+    preds = vision_predict(model, task, examples, args.batch_size, args.beam)
+    if task != "frames":
+        write_lines(preds, args.output)
+        return 0
+    write_frames(Path(args.output), examples, preds)
+    print(f"wrote {len(preds)} forecasts to {args.output}", file=sys.stderr)
     return 0
+
+
+def vision_inputs(args, model, classes, meta, task: str):
+    if args.input is not None:
+        examples = load_npz(args.input, task, model.config)
+        examples.classes = classes  # the model's own class ids
+        return examples
+    if args.count < 1:
+        raise RnnkitError(f"--count must be >= 1, got {args.count}")
+    seed = meta["config"]["train"]["seed"] + 7  # a set apart from the run's val and test
+    return generate(task, model.config, args.count, seed, "test")
+
+
+def write_frames(out: Path, examples, preds) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    inputs, truth = examples.tensors["inputs"], examples.tensors["targets"]
+    for i in range(len(preds)):
+        save_strip([("input", inputs[i]), ("truth", truth[i]), ("prediction", preds[i])],
+                   out / f"strip_{i:03d}.png")
+        save_gif([truth[i], preds[i]], out / f"sequence_{i:03d}.gif")
+    frames = (preds.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    atomic_write(out / "predictions.npz", lambda f: np.savez_compressed(f, frames=frames))

@@ -2,7 +2,10 @@
 
 from .bidirectional import Bidirectional, BiRecurrent, reverse_padded
 from .cells import CELLS, GRUCell, LSTMCell, RNNCell
+from .conv_rnn import CONV_CELLS, ConvGRUCell, ConvLSTMCell, ConvRecurrent
 from .recurrent import Recurrent, detach_state
+from .time_distributed import SmallCNN, TimeDistributed
 
-__all__ = ["CELLS", "BiRecurrent", "Bidirectional", "GRUCell", "LSTMCell", "RNNCell",
-           "Recurrent", "detach_state", "reverse_padded"]
+__all__ = ["CELLS", "CONV_CELLS", "BiRecurrent", "Bidirectional", "ConvGRUCell", "ConvLSTMCell",
+           "ConvRecurrent", "GRUCell", "LSTMCell", "RNNCell", "Recurrent", "SmallCNN",
+           "TimeDistributed", "detach_state", "reverse_padded"]

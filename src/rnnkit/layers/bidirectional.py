@@ -67,20 +67,26 @@ class Bidirectional(nn.Module):
             where state is a tuple of (L, B, H) tensors; it becomes ``forward_layer``. The
             ``backward_layer`` is a deep copy with freshly reset parameters.
         merge: "concat" (outputs side by side) or "sum".
+        feature_dim: the output dim that "concat" joins; None takes the layer's
+            ``feature_dim`` attribute if it has one (``ConvRecurrent``: 2, the channels),
+            else -1 (the features of ``Recurrent``).
 
     Shape:
         x: (B, T, D). state: None (zeros) or a tuple of (2L, B, H) tensors, the forward
         layer's (L, B, H) followed by the backward layer's along dim 0; the returned state has
         the same layout. lengths: optional (B,) integers in [1, T]. Returns outputs
         (B, T, 2H) for "concat" or (B, T, H) for "sum" (``output_size``), zero at steps
-        t >= lengths[b].
+        t >= lengths[b]. For a conv layer read (B, T, C, *spatial) for x and
+        (B, T, 2Hc, *spatial) for the concatenated outputs.
     """
 
-    def __init__(self, layer: nn.Module, merge: str = "concat"):
+    def __init__(self, layer: nn.Module, merge: str = "concat", feature_dim: int | None = None):
         super().__init__()
         if merge not in _MERGES:
             raise ValueError(f"merge must be one of {_MERGES}, got {merge!r}")
         self.merge = merge
+        # exposed in turn, so a Bidirectional can itself be wrapped or stacked
+        self.feature_dim = getattr(layer, "feature_dim", -1) if feature_dim is None else feature_dim
         self.forward_layer = layer
         self.backward_layer = copy.deepcopy(layer)
         _reset_parameters(self.backward_layer)
@@ -95,7 +101,10 @@ class Bidirectional(nn.Module):
         out_f, state_f = self.forward_layer(x, state_f, lengths)
         out_b, state_b = self.backward_layer(reverse_padded(x, lengths), state_b, lengths)
         out_b = reverse_padded(out_b, lengths)
-        out = torch.cat([out_f, out_b], dim=-1) if self.merge == "concat" else out_f + out_b
+        if self.merge == "concat":
+            out = torch.cat([out_f, out_b], dim=self.feature_dim)
+        else:
+            out = out_f + out_b
         return out, _cat_states(state_f, state_b)
 
     @staticmethod
@@ -109,7 +118,7 @@ class Bidirectional(nn.Module):
         return tuple(s[:half] for s in state), tuple(s[half:] for s in state)
 
     def extra_repr(self) -> str:
-        return f"merge={self.merge!r}"
+        return f"merge={self.merge!r}, feature_dim={self.feature_dim}"
 
 
 class BiRecurrent(nn.Module):

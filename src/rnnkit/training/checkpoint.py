@@ -28,7 +28,9 @@ FORMAT_VERSION = 1
 KIND = "rnnkit.char_lm"
 # checkpoint kind -> task (the key of models.MODELS)
 TASK_OF_KIND = {KIND: "lm", "rnnkit.seq2seq": "seq2seq", "rnnkit.classify": "classify",
-                "rnnkit.tag": "tag"}
+                "rnnkit.tag": "tag", "rnnkit.activity": "activity", "rnnkit.caption": "caption",
+                "rnnkit.frames": "frames"}
+VISION_KINDS = ("rnnkit.activity", "rnnkit.caption", "rnnkit.frames")
 
 
 def save_checkpoint(path: str | Path, model_state: dict, meta: dict,
@@ -95,7 +97,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if payload.get("format_version") != FORMAT_VERSION:
         raise RnnkitError(f"{str(p)!r} has format version {payload.get('format_version')}, "
                           f"this rnnkit reads version {FORMAT_VERSION}; use a matching rnnkit")
-    vocab_key = "vocab" if meta["kind"] == KIND else "vocabs"
+    vocab_key = ("vocab" if meta["kind"] == KIND else "classes" if meta["kind"] in VISION_KINDS
+                 else "vocabs")
     missing = [k for k in ("config", vocab_key, "step", "metrics") if k not in meta]
     if missing or "model" not in payload:
         raise RnnkitError(f"{str(p)!r} is incomplete (missing {missing or ['model']}); "
@@ -106,18 +109,21 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 def model_from_checkpoint(payload: dict):
     """Rebuild the model from the saved config alone, load its weights, eval mode. Returns
     (model, vocab): a CharVocab for a language model, {"source", "target"} TokenVocabs for a
-    pair task."""
+    pair task, the class names for a vision task."""
     meta = payload["meta"]
     model_cls, config_cls = MODELS[TASK_OF_KIND[meta["kind"]]]
     try:
         model = model_cls(config_cls(**meta["config"]["model"]))
         model.load_state_dict(payload["model"])
         vocab = (CharVocab.from_json(meta["vocab"]) if meta["kind"] == KIND else
+                 meta["classes"] if meta["kind"] in VISION_KINDS else
                  {k: TokenVocab.from_json(v) for k, v in meta["vocabs"].items()})
     except (KeyError, TypeError, ValueError, RuntimeError, AssertionError) as e:
         reason = str(e).splitlines()[0][:120]
         raise RnnkitError(f"the checkpoint's config and weights do not fit together ({reason}); "
                           "use another checkpoint or retrain") from None
+    if meta["kind"] in VISION_KINDS:
+        return model.eval(), vocab
     source = vocab if meta["kind"] == KIND else vocab["source"]
     if len(source) != model.config.vocab_size:
         raise RnnkitError("the checkpoint's vocabulary does not match its model; retrain")

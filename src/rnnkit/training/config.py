@@ -21,12 +21,14 @@ else:  # pragma: no cover
 
 @dataclass
 class TrainConfig:
-    task: Literal["lm", "seq2seq", "classify", "tag"] = "lm"
+    task: Literal["lm", "seq2seq", "classify", "tag", "activity", "caption", "frames"] = "lm"
     """lm: character-level language model on a text; seq2seq, classify, tag: models trained
-    on a TSV file of input<TAB>output pairs (see rnnkit train --help)."""
+    on a TSV file of input<TAB>output pairs; activity, caption, frames: models of images and
+    video, on generated data or a .npz file (see rnnkit train --help)."""
     data: str | None = None
-    """Training text (UTF-8), or the TSV file of a pair task. When not given, an lm trains on
-    the built-in --corpus."""
+    """Training text (UTF-8), the TSV file of a pair task, or the .npz file of a vision task.
+    When not given, an lm trains on the built-in --corpus and a vision task on generated
+    data."""
     corpus: str = "shakespeare"
     """Built-in corpus used when --data is not given."""
     mode: Literal["stream", "lines"] = "stream"
@@ -103,7 +105,7 @@ class TrainConfig:
     file."""
     eval_examples: int = 1000
     """seq2seq: val examples decoded at each evaluation for exact match, CER and BLEU
-    (0 = all)."""
+    (0 = all); generated vision tasks: examples in the val and test sets (0 = 1000)."""
 
     def __post_init__(self):
         positive = ("seq_length", "batch_size", "max_steps", "eval_every", "log_every",
@@ -117,9 +119,10 @@ class TrainConfig:
                 raise ValueError(f"{f.name} must be a number, got nan")
         if not 0 < self.learning_rate < math.inf:
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
-        if min(self.grad_clip, self.max_time, self.eval_max_chars, self.eval_examples) < 0:
-            raise ValueError("grad_clip, max_time, eval_max_chars and eval_examples must be "
-                             ">= 0 (0 disables)")
+        if min(self.grad_clip, self.max_time, self.eval_max_chars, self.eval_examples,
+               self.warmup_steps) < 0:
+            raise ValueError("grad_clip, max_time, eval_max_chars, eval_examples and "
+                             "warmup_steps must be >= 0 (0 disables)")
         check_schedule(self.scheduled_sampling, self.ss_k, self.ss_c, self.ss_min)
         if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1
                 and self.val_frac + self.test_frac < 1):

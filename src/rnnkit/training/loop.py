@@ -265,6 +265,7 @@ class TrainerBase:
     checkpoint's ``kind`` and ``_data_meta``."""
 
     kind = ""
+    rate_unit = "chars"  # what ``_chars`` counts: throughput is logged as <unit>_per_sec
 
     def __init__(self, model_cfg, cfg: TrainConfig, out: str | Path,
                  resume: bool = False, log=None):
@@ -367,7 +368,7 @@ class TrainerBase:
                         loss = run.last_metrics["train_loss"]  # None if every step was skipped
                         bar.set_postfix(loss=f"{loss:.3f}" if loss is not None else "-",
                                         tf=f"{rates['teacher_forcing_prob']:.2f}",
-                                        chars_s=f"{run.last_metrics['chars_per_sec']:.0f}")
+                                        rate=f"{run.last_metrics[self.rate_key]:.0f}")
                     if last:
                         break
                     if stop.signal:
@@ -435,7 +436,7 @@ class TrainerBase:
         record = {"step": run.step,
                   "train_loss": run.loss_sum / run.loss_count if run.loss_count else None,
                   **rates, "elapsed": round(run.elapsed, 3),
-                  "chars_per_sec": self._chars_per_sec()}
+                  self.rate_key: self._chars_per_sec()}
         run.loss_sum, run.loss_count = 0.0, 0
         if evaluate_now:
             record.update(self._evaluate())
@@ -452,8 +453,13 @@ class TrainerBase:
             self._save("last", with_trainer=True)
         self._rate_mark, self._chars = time.perf_counter(), 0
 
+    @property
+    def rate_key(self) -> str:
+        return f"{self.rate_unit}_per_sec"
+
     def _chars_per_sec(self) -> float:
-        """Characters trained on (padding excluded) per second since the last record."""
+        """Characters (or the task's rate_unit) trained on, padding excluded, per second since
+        the last record."""
         seconds = time.perf_counter() - self._rate_mark
         return round(self._chars / seconds, 1) if seconds > 0 else 0.0
 
@@ -542,7 +548,8 @@ def describe(record: dict) -> str:
     elif "val_loss" in record:  # a pair task: its loss, then its own metrics
         parts += [f"{k.replace('_', ' ')} {v:.4f}" for k, v in record.items()
                   if k.startswith("val_") and isinstance(v, float)]
-    return ", ".join(parts) + f", {record['chars_per_sec']:,.0f} chars/s"
+    rate = next(k for k in record if k.endswith("_per_sec"))
+    return ", ".join(parts) + f", {record[rate]:,.0f} {rate[:-8]}/s"
 
 
 def train(model_cfg, cfg: TrainConfig, out: str | Path, resume: bool = False,
@@ -550,6 +557,9 @@ def train(model_cfg, cfg: TrainConfig, out: str | Path, resume: bool = False,
     """Python API for ``rnnkit train``: train into run folder ``out``; returns final metrics."""
     if cfg.task == "lm":
         return Trainer(model_cfg, cfg, out, resume, log).fit()
-    from .pair_trainer import PairTrainer  # it builds on this module
+    # the task trainers build on this module
+    from .pair_trainer import PairTrainer
+    from .vision_trainer import VisionTrainer
 
-    return PairTrainer(model_cfg, cfg, out, resume, log).fit()
+    trainer = VisionTrainer if cfg.task in ("activity", "caption", "frames") else PairTrainer
+    return trainer(model_cfg, cfg, out, resume, log).fit()

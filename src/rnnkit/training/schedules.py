@@ -21,7 +21,7 @@ def lr_at(step: int, frac: float, cfg: TrainConfig) -> float:
     Resuming with a larger --max-steps lowers ``frac``, so the cosine schedule is stretched
     over the new length (the rate rises back to the value for that fraction).
     """
-    warmup = min(1.0, (step + 1) / cfg.warmup_steps)
+    warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
     if cfg.lr_schedule == "cosine":
         floor = cfg.min_lr_frac
         scale = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac))

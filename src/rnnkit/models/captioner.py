@@ -1,0 +1,90 @@
+"""Captioner (one-to-many): a CNN encodes an image into the decoder's initial state, and the
+decoder writes the caption word by word, reading its own previous word."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..layers.cells import State
+from ..layers.mlp import MLPHead
+from ..layers.recurrent import Recurrent
+from .activity import frame_encoder
+
+
+@dataclass
+class CaptionerConfig:
+    vocab_size: int = 0
+    """V, caption words (and <pad>, <unk>, <bos>, <eos>), filled in from the data."""
+    in_channels: int = 1
+    """C, channels per image."""
+    cnn_width: int = 16
+    """Vision: channels of the first conv block of the image CNN (doubled per block)."""
+    cnn_blocks: int = 2
+    """Vision: conv3x3-ReLU-maxpool blocks of the image CNN."""
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    """Recurrent cell type."""
+    embed_size: int = 32
+    """E, size of the learned word embedding."""
+    hidden_size: int = 128
+    """H, units per recurrent layer."""
+    num_layers: int = 1
+    """L, stacked recurrent layers."""
+    dropout: float = 0.0
+    """Dropout between recurrent layers and before the output layer."""
+    max_digits: int = 2
+    """Caption: generated images show 1 to this many digits side by side."""
+
+    def __post_init__(self):
+        for name in ("in_channels", "cnn_width", "cnn_blocks", "embed_size", "hidden_size",
+                     "num_layers", "max_digits"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class Captioner(nn.Module):
+    """``logits = model(images, tokens_in)``; step by step: ``encode`` then ``step``.
+
+    Shape: images (B, C, H, W), tokens_in (B, T) = <bos> + caption words; logits (B, T, V).
+    The image's features set every layer's initial state (h and, for LSTM, c) through a
+    learned projection, as in Vinyals et al. 2015's "Show and Tell" (which fed the image as
+    the first input instead).
+    """
+
+    def __init__(self, config: CaptionerConfig):
+        super().__init__()
+        assert config.vocab_size > 0, "vocab_size comes from the data"
+        self.config = c = config
+        # a 4 x 4 grid of features keeps where each digit is: the caption reads left to right
+        self.cnn = frame_encoder(c.in_channels, c.cnn_width, c.cnn_blocks, grid=4)
+        self.embed = nn.Embedding(c.vocab_size, c.embed_size, padding_idx=0)
+        self.rnn = Recurrent(c.cell, c.embed_size, c.hidden_size, c.num_layers, c.dropout)
+        self.init = nn.Linear(self.cnn.out_features,
+                              self.rnn.state_count * c.num_layers * c.hidden_size)
+        self.head = MLPHead(c.hidden_size, c.vocab_size, dropout=c.dropout)
+
+    def encode(self, images: Tensor) -> State:
+        c = self.config
+        init = torch.tanh(self.init(self.cnn(images)))  # (B, S*L*H)
+        parts = init.view(images.shape[0], self.rnn.state_count, c.num_layers, c.hidden_size)
+        return tuple(parts[:, k].transpose(0, 1).contiguous()
+                     for k in range(self.rnn.state_count))
+
+    def decode(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        out, state = self.rnn(self.embed(tokens), state)
+        return self.head(out), state
+
+    def forward(self, images: Tensor, tokens_in: Tensor) -> Tensor:
+        return self.decode(tokens_in, self.encode(images))[0]
+
+    def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """The decoders' protocol (decoding.py): tokens (N,) -> log-probs (N, V)."""
+        logits, state = self.decode(tokens[:, None], state)
+        return logits[:, -1].float().log_softmax(-1), state
+
+    @staticmethod
+    def reorder(state: State, index: Tensor) -> State:
+        return tuple(s.index_select(1, index) for s in state)
