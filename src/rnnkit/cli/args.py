@@ -37,30 +37,39 @@ def flag_type(hint):
 
 
 def add_dataclass_arguments(parser, classes, section: str) -> None:
-    """One ``--field-name`` flag per field of the dataclass(es), the first class's help where
-    names repeat; unset flags stay absent (defaults live elsewhere)."""
+    """One ``--field-name`` flag per field of the dataclass(es): a class, or {task: class}
+    for settings that differ by task (the first class's help where names repeat, and each
+    task's default where they differ). Unset flags stay absent (defaults live elsewhere)."""
     group = parser.add_argument_group(f"{section} settings")
+    by_task = classes if isinstance(classes, dict) else {"": classes}
     seen = set(SKIP)
-    for cls in classes if isinstance(classes, (list, tuple)) else [classes]:
+    for cls in by_task.values():
         for f in fields(cls):
             if f.name not in seen:
                 seen.add(f.name)
-                add_field(group, f, get_type_hints(cls)[f.name], field_docs(cls), section)
+                help = f"{field_docs(cls).get(f.name, '')} ({defaults_text(f.name, by_task)})"
+                add_field(group, f.name, get_type_hints(cls)[f.name], help, section)
 
 
-def add_field(group, f, hint, docs: dict, section: str) -> None:
-    if True:
-        kind, choices = flag_type(hint)
-        flag = "--" + FLAG_NAMES.get(f.name, f.name.replace("_", "-"))
-        if kind is bool:  # --flag / --no-flag
-            group.add_argument(flag, dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
-                               action=argparse.BooleanOptionalAction,
-                               help=f"{docs.get(f.name, '')} (default: {f.default})")
-            return
-        group.add_argument(flag, dest=f"{section}.{f.name}", type=kind, choices=choices,
-                           default=argparse.SUPPRESS, metavar=None if choices else
-                           "FILE" if f.name == "data" else METAVARS[kind],
-                           help=f"{docs.get(f.name, '')} (default: {f.default})")
+def defaults_text(name: str, by_task: dict) -> str:
+    """"default: X", or "defaults: lm 256, frames 64" when the tasks' defaults differ."""
+    values = {task: f.default for task, cls in by_task.items() for f in fields(cls)
+              if f.name == name}
+    if len(set(map(repr, values.values()))) == 1:
+        return f"default: {next(iter(values.values()))}"
+    return "defaults: " + ", ".join(f"{task} {value}" for task, value in values.items())
+
+
+def add_field(group, name: str, hint, help: str, section: str) -> None:
+    kind, choices = flag_type(hint)
+    flag = "--" + FLAG_NAMES.get(name, name.replace("_", "-"))
+    if kind is bool:  # --flag / --no-flag
+        group.add_argument(flag, dest=f"{section}.{name}", default=argparse.SUPPRESS,
+                           action=argparse.BooleanOptionalAction, help=help)
+        return
+    group.add_argument(flag, dest=f"{section}.{name}", type=kind, choices=choices,
+                       default=argparse.SUPPRESS, help=help,
+                       metavar=None if choices else "FILE" if name == "data" else METAVARS[kind])
 
 
 def overrides(args: argparse.Namespace) -> dict:

@@ -7,6 +7,8 @@ examples:
   rnnkit train --task seq2seq --data pairs.tsv --out runs/translate --attention additive
   rnnkit train --task classify --data labelled.tsv --out runs/cls --pool mean
   rnnkit train --task tag --data tagged.tsv --out runs/tagger --no-bidirectional
+  rnnkit train --task activity --out runs/activity      # generated clips of moving digits
+  rnnkit train --task frames --out runs/frames --arch convlstm --max-time 600
   rnnkit train --out runs/mine --resume                 # continue an interrupted run
   rnnkit train --out runs/mine --resume --max-steps 8000  # extend a finished one
 
@@ -36,7 +38,7 @@ def add_arguments(p) -> None:
                         "and [train] tables, keys as the flags below with underscores")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt, exactly where it stopped")
-    add_dataclass_arguments(p, [cls for _, cls in MODELS.values()], "model")
+    add_dataclass_arguments(p, {task: cls for task, (_, cls) in MODELS.items()}, "model")
     add_dataclass_arguments(p, TrainConfig, "train")
 
 
