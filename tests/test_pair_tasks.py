@@ -266,3 +266,17 @@ def test_pair_checkpoint_rebuilds_its_model(cli_runs):
     assert meta["kind"] == "rnnkit.tag" and meta["tag_format"] == "chars"
     assert set(vocabs) == {"source", "target"} and vocabs["target"].itos == ["O", "V"]
     assert isinstance(model, torch.nn.Module) and not model.training
+
+
+def test_eval_with_a_beam_decodes_with_it(cli_runs, capsys):
+    data, out = cli_runs["seq2seq"]
+    capsys.readouterr()
+    assert main(["eval", str(out), "--data", str(data), "--json", "--beam", "3"]) == 0
+    beam = json.loads(capsys.readouterr().out)
+    model, vocabs, meta = rnnkit.load(out)
+    examples, _ = parse_examples(read_lines(data), "seq2seq")
+    val = [examples[i] for i in split_indices(len(examples), 0.05, 0.05, 1337)["val"]]
+    from rnnkit import metrics, tasks
+    preds = [h[0] for h in tasks.predict(model, "seq2seq", vocabs, val, tasks.DecodeSettings(
+        beam=3, max_length=meta["max_length"]))]
+    assert beam["exact_match"] == metrics.exact_match(preds, ["".join(e.target) for e in val])

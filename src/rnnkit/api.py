@@ -37,8 +37,10 @@ def configs(preset: str | None = None, config_file: str | None = None, model: di
     return build_configs(*layers, {"model": model or {}, "train": train or {}})
 
 
-def load(checkpoint: str | Path, device: str = "cpu") -> tuple[CharLM, object, dict]:
-    """(model in eval mode, vocab, meta) from a run folder or a .pt checkpoint."""
+def load(checkpoint: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, object, dict]:
+    """(model in eval mode, vocab, meta) from a run folder or a .pt checkpoint. The vocab is
+    a CharVocab (lm), {"source", "target"} TokenVocabs (pair tasks) or the class names
+    (vision tasks); ``meta["kind"]`` names the model."""
     dev = resolve_device(device)
     payload = load_checkpoint(checkpoint, map_location=dev)
     model, vocab = model_from_checkpoint(payload)
@@ -85,9 +87,11 @@ def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
 
 def evaluate(checkpoint: str | Path, data: str | None = None, split: str | None = None,
              batch_size: int | None = None, device: str = "cpu", free_running: bool = False,
-             prefix: int = 10, continuation: int = 50, max_cases: int = 1000) -> dict:
+             prefix: int = 10, continuation: int = 50, max_cases: int = 1000,
+             beam: int = 1) -> dict:
     """{"loss" (nats/char), "bpc", "perplexity", "chars"} on a split of a text; for a pair
-    task the task's metrics (see ``evaluate_pairs``).
+    or vision task the task's metrics (see ``evaluate_pairs``, ``evaluate_vision``); seq2seq
+    and captions are decoded with a ``beam`` (1: greedy).
 
     The text defaults to the run's own training data; it is split with the run's fractions.
     ``free_running`` adds "exposure_bias": greedy continuations after ``prefix`` true tokens
@@ -97,9 +101,9 @@ def evaluate(checkpoint: str | Path, data: str | None = None, split: str | None 
     model, vocab, meta = load(checkpoint, device)
     tcfg = TrainConfig(**meta["config"]["train"])
     if tcfg.task in vision_tasks.VISION_TASKS:
-        return evaluate_vision(model, tcfg, data, split, batch_size)
+        return evaluate_vision(model, tcfg, data, split, batch_size, beam)
     if tcfg.task != "lm":
-        return evaluate_pairs(model, vocab, meta, tcfg, data, split, batch_size)
+        return evaluate_pairs(model, vocab, meta, tcfg, data, split, batch_size, beam)
     split = split or "val"
     if data is not None:
         raw, name = read_source(data), str(data)
@@ -133,7 +137,7 @@ def exposure_bias(model, vocab, tokens, mode: str, prefix: int, continuation: in
 
 
 def evaluate_pairs(model, vocabs: dict, meta: dict, tcfg: TrainConfig, data: str | None,
-                   split: str | None, batch_size: int | None) -> dict:
+                   split: str | None, batch_size: int | None, beam: int = 1) -> dict:
     """A pair task's metrics on a TSV file: the run's own file (its val split by default) or
     another file (all of it by default)."""
     own = data is None or Path(data).resolve() == Path(tcfg.data or "").resolve()
@@ -145,12 +149,12 @@ def evaluate_pairs(model, vocabs: dict, meta: dict, tcfg: TrainConfig, data: str
         raise RnnkitError(f"the {split} split of {path} is empty (val_frac {tcfg.val_frac}, "
                           f"test_frac {tcfg.test_frac}); use --split all")
     report = tasks.evaluate(model, tcfg.task, vocabs, [examples[i] for i in part],
-                            batch_size or tcfg.batch_size, meta["max_length"])
+                            batch_size or tcfg.batch_size, meta["max_length"], beam=beam)
     return {"task": tcfg.task, "split": split, **report}
 
 
 def evaluate_vision(model, tcfg: TrainConfig, data: str | None, split: str | None,
-                    batch_size: int | None) -> dict:
+                    batch_size: int | None, beam: int = 1) -> dict:
     """A vision task's metrics: on a fresh generated test set (or val), on the run's own .npz
     (its test split by default) or on all of another .npz file."""
     rows = batch_size or tcfg.batch_size
@@ -167,7 +171,7 @@ def evaluate_vision(model, tcfg: TrainConfig, data: str | None, split: str | Non
         examples = sets.val if split == "val" else sets.test
     if not len(examples):
         raise RnnkitError(f"the {split} split is empty; use --split all or another --data")
-    report = vision_tasks.evaluate(model, tcfg.task, examples, rows)
+    report = vision_tasks.evaluate(model, tcfg.task, examples, rows, beam)
     return {"task": tcfg.task, "split": split, **report}
 
 

@@ -123,11 +123,12 @@ def decode_batch(model, batch: dict, vocab: TokenVocab, s: DecodeSettings) -> li
 
 @torch.no_grad()
 def evaluate(model, task: str, vocabs: dict[str, TokenVocab], examples: list[Example],
-             batch_size: int = 64, max_length: int = 200, decode_examples: int = 0) -> dict:
+             batch_size: int = 64, max_length: int = 200, decode_examples: int = 0,
+             beam: int = 1) -> dict:
     """{"loss", "examples", and the task's metrics} over ``examples`` (which have targets).
 
-    seq2seq decodes greedily the first ``decode_examples`` of them (0 = all) for exact_match,
-    cer and bleu (0-100, corpus level); the loss covers them all.
+    seq2seq decodes the first ``decode_examples`` of them (0 = all), greedily or with a beam,
+    for exact_match, cer and bleu (0-100, corpus level); the loss covers them all.
     """
     was_training = model.training
     model.eval()
@@ -135,7 +136,7 @@ def evaluate(model, task: str, vocabs: dict[str, TokenVocab], examples: list[Exa
         report = {"loss": mean_loss(model, task, vocabs, examples, batch_size),
                   "examples": len(examples)}
         report.update(task_metrics(model, task, vocabs, examples, batch_size, max_length,
-                                   decode_examples))
+                                   decode_examples, beam))
     finally:
         model.train(was_training)
     return report
@@ -152,10 +153,10 @@ def mean_loss(model, task: str, vocabs, examples: list[Example], batch_size: int
 
 
 def task_metrics(model, task: str, vocabs, examples: list[Example], batch_size: int,
-                 max_length: int, decode_examples: int) -> dict:
+                 max_length: int, decode_examples: int, beam: int = 1) -> dict:
     if task == "seq2seq":
         scored = examples[:decode_examples] if decode_examples else examples
-        settings = DecodeSettings(max_length=max_length)
+        settings = DecodeSettings(beam=beam, max_length=max_length)
         preds = [hyps[0] for hyps in predict(model, task, vocabs, scored, settings, batch_size)]
         refs = ["".join(e.target) for e in scored]
         return {"exact_match": metrics.exact_match(preds, refs), "cer": metrics.cer(preds, refs),

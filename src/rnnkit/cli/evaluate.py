@@ -25,6 +25,8 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="parallel streams/lines")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--beam", type=int, default=1,
+                   help="seq2seq and captions: decode with this beam width (default 1: greedy)")
     free = p.add_argument_group("exposure bias")
     free.add_argument("--free-running", action="store_true",
                       help="also score greedy continuations that read the model's own outputs, "
@@ -38,10 +40,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    if args.batch_size is not None and args.batch_size < 1:
-        raise RnnkitError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.batch_size is not None and args.batch_size < 1 or args.beam < 1:
+        raise RnnkitError(f"--batch-size and --beam must be >= 1, got {args.batch_size} and "
+                          f"{args.beam}")
     r = evaluate(args.checkpoint, args.data, args.split, args.batch_size, args.device,
-                 args.free_running, args.prefix, args.continuation, args.max_cases)
+                 args.free_running, args.prefix, args.continuation, args.max_cases, args.beam)
     if args.json:
         print(json.dumps(r))
         return 0
