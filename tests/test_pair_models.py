@@ -154,3 +154,14 @@ def test_models_learn_gradients_reach_every_parameter():
                  if p.grad is None or not p.grad.abs().sum() > 0]
         # <pad>'s embedding row is fixed at zero; every parameter tensor gets a gradient
         assert not quiet, (kind, quiet)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_forget_bias_reaches_every_lstm_cell_of_the_encoder(bidirectional):
+    model = build("classify", "lstm", bidirectional, forget_bias=1.0)
+    cells = [m for m in model.modules() if type(m).__name__ == "LSTMCell"]
+    assert len(cells) == SIZES["num_layers"] * (2 if bidirectional else 1)
+    H = SIZES["hidden_size"]
+    for cell in cells:
+        assert torch.all(cell.bias_ih[H:2 * H] == 1.0) and torch.all(cell.bias_hh[H:2 * H] == 0)
+        assert not torch.all(cell.bias_ih[:H] == 1.0)  # the other gates keep torch's init

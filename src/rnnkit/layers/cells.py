@@ -107,3 +107,15 @@ class LSTMCell(_Cell):
 
 
 CELLS: dict[str, type[_Cell]] = {"rnn": RNNCell, "gru": GRUCell, "lstm": LSTMCell}
+
+
+@torch.no_grad()
+def init_forget_bias(module: nn.Module, value: float) -> None:
+    """Start the forget gate of every LSTMCell in ``module`` at bias ``value`` (1.0 as in
+    Jozefowicz et al. 2015): the cells then keep their memory by default, and gradients reach
+    far back from the first step instead of fading like 0.5**T."""
+    for cell in module.modules():
+        if isinstance(cell, LSTMCell):
+            H = cell.hidden_size  # gate order i, f, g, o: the forget gate is rows H:2H
+            cell.bias_ih[H:2 * H].fill_(value)
+            cell.bias_hh[H:2 * H].zero_()

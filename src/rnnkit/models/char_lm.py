@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..layers.cells import State
+from ..layers.cells import State, init_forget_bias
 from ..layers.recurrent import Recurrent
 
 
@@ -66,14 +66,7 @@ class CharLM(nn.Module):
         self.mlp = nn.Sequential(*mlp)
         self.head = nn.Linear(c.hidden_size, c.vocab_size)
         if c.cell == "lstm" and c.forget_bias:
-            self._init_forget_bias(c.forget_bias)
-
-    @torch.no_grad()
-    def _init_forget_bias(self, value: float) -> None:
-        H = self.config.hidden_size
-        for cell in self.rnn.cells:  # gate order i, f, g, o: the forget gate is rows H:2H
-            cell.bias_ih[H:2 * H].fill_(value)
-            cell.bias_hh[H:2 * H].zero_()
+            init_forget_bias(self.rnn, c.forget_bias)
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         if not self.config.feedback:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers.bidirectional import BiRecurrent
-from ..layers.cells import State
+from ..layers.cells import State, init_forget_bias
 from ..layers.recurrent import Recurrent
 
 PAD = 0  # the id of <pad> in every vocabulary of the pair tasks
@@ -35,6 +35,9 @@ class EncoderConfig:
     """Dropout between recurrent layers and before the output layers."""
     bidirectional: bool = True
     """Pair tasks: read the input in both directions (the encoder sees the future)."""
+    forget_bias: float = 0.0
+    """LSTM only: start the forget gates' bias at this value (1.0 as in Jozefowicz et al.
+    2015, so cells remember by default); 0 keeps torch's initialisation."""
 
     def __post_init__(self):
         if self.cell not in ("lstm", "gru", "rnn"):
@@ -62,6 +65,8 @@ class SequenceEncoder(nn.Module):
         self.rnn = rnn_cls(c.cell, c.embed_size, c.hidden_size, c.num_layers, c.dropout)
         self.bidirectional = c.bidirectional
         self.output_size = c.hidden_size * (2 if c.bidirectional else 1)
+        if c.cell == "lstm" and c.forget_bias:
+            init_forget_bias(self.rnn, c.forget_bias)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, State]:
         return self.rnn(self.embed(tokens), None, lengths)
