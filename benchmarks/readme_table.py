@@ -13,7 +13,40 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def rows() -> list[str]:
-    return quality_rows() + [""] + scheduled_sampling_rows() + [""] + large_corpus_rows()
+    return (quality_rows() + [""] + scheduled_sampling_rows() + [""] + large_corpus_rows()
+            + [""] + beam_rows() + [""] + convlstm_rows())
+
+
+def results(pattern: str):
+    for path in sorted((ROOT / "benchmarks" / "results").glob(pattern)):
+        yield path, json.loads(path.read_text())
+
+
+def beam_rows() -> list[str]:
+    lines = ["| beam search (`bench_beam.py`) | model, batch | greedy | beam 1 | beam 4 | beam 8 |",
+             "|---|---|---|---|---|---|"]
+    for path, r in results("beam_*.json"):
+        rate, cost = r["sequences_per_sec"], r["cost_per_sequence_vs_greedy"]
+        cells = [f"{rate[k]:,.0f} seq/s ({cost[k]}x)" for k in ("beam_1", "beam_4", "beam_8")]
+        lines.append(f"| `{path.name}`, {r['threads']} threads | {r['model']}, {r['batch']} "
+                     f"sequences at once | {rate['greedy']:,.0f} seq/s | " + " | ".join(cells)
+                     + " |")
+    return lines
+
+
+def convlstm_rows() -> list[str]:
+    lines = ["| ConvLSTM (`bench_convlstm.py`) | shape | ConvLSTM frames/s (GFLOP/s) "
+             "| conv2d stack, same FLOPs | ConvLSTM / stack |", "|---|---|---|---|---|"]
+    for path, r in results("convlstm_*.json"):
+        s, c, k, ratio = r["shape"], r["convlstm"], r["conv_stack"], r["convlstm_over_conv_stack"]
+        lines.append(
+            f"| `{path.name}` | {s['layers']}x{s['hidden']} ch, {s['size']}x{s['size']}, "
+            f"B={s['batch']}, T={s['frames']}, {r['threads']} threads | train "
+            f"{c['train_frames_per_sec']} ({c['train_gflops_per_sec']}), inference "
+            f"{c['inference_frames_per_sec']} ({c['inference_gflops_per_sec']}) | train "
+            f"{k['train_frames_per_sec']}, inference {k['inference_frames_per_sec']} "
+            f"| train **{ratio['train']}**, inference **{ratio['inference']}** |")
+    return lines
 
 
 def large_corpus_rows() -> list[str]:

@@ -229,7 +229,7 @@ class _Beams:
     """Live and finished hypotheses of a batched beam search over B examples with K beams."""
 
     def __init__(self, batch_size: int, beam: int, eos: int, max_length: int,
-                 length_penalty: float, device: torch.device | str):
+                 length_penalty: float, device: torch.device | str, n_best: int = 1):
         self.beam, self.eos = beam, eos
         self.max_length, self.alpha = max_length, length_penalty
         # only the first beam starts live: K live copies of bos would yield each hypothesis K times
@@ -239,7 +239,9 @@ class _Beams:
         self.row_offset = torch.arange(batch_size, device=device)[:, None] * beam
         self.done = torch.zeros(batch_size, dtype=torch.bool, device=device)
         self.finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch_size)]
-        self.kth = [float("-inf")] * batch_size  # the K-th best finished score, once there are K
+        # the n_best-th best finished score, once there are n_best: the bar a live one must beat
+        self.kth = [float("-inf")] * batch_size
+        self.need = n_best
 
     def advance(self, log_probs: Tensor) -> tuple[Tensor, Tensor]:
         """Extend the beams by one token; returns the (B*K,) next tokens and the state rows."""
@@ -281,8 +283,8 @@ class _Beams:
             hyps.append((score, toks))
             hyps.sort(key=lambda h: h[0], reverse=True)  # stable: ties keep their arrival order
             del hyps[self.beam:]
-            if len(hyps) == self.beam:
-                self.kth[b] = hyps[-1][0]
+            if len(hyps) >= self.need:
+                self.kth[b] = hyps[self.need - 1][0]
 
     def _update_done(self) -> None:
         # log-probs only decrease, so a live hypothesis ends with raw score <= its score now;
@@ -313,7 +315,9 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, batch_size: int, b
     A finished hypothesis of ``len`` tokens (eos included) scores ``logprob / lp(len)`` with
     GNMT's length penalty lp(len) = ((5 + len) / 6) ** length_penalty (Wu et al. 2016,
     "Google's Neural Machine Translation System", eq. 14); 0 means the raw log-probability.
-    An example stops once it has K finished hypotheses and no live one can beat the K-th best.
+    An example stops once it has ``n_best`` finished hypotheses and no live one can beat the
+    n_best-th of them (waiting for K finished ones, when only the best is wanted, costs many
+    steps for nothing: the 2nd to Kth hypotheses may take until max_length to end).
     The stop is exact, not a heuristic: log-probs only decrease and, for length_penalty > 0,
     lp grows with length, so a live hypothesis with raw score s ends at most at
     s / lp(max_length + 1) (for length_penalty < 0 the shortest reachable length is the best
@@ -343,7 +347,7 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, batch_size: int, b
     _check_at_least("max_length", max_length, 1)
     if not 1 <= n_best <= beam:
         raise ValueError(f"n_best must be in [1, beam={beam}], got {n_best}")
-    beams = _Beams(batch_size, beam, eos, max_length, length_penalty, device)
+    beams = _Beams(batch_size, beam, eos, max_length, length_penalty, device, n_best)
     index = torch.arange(batch_size, device=device).repeat_interleave(beam)
     tokens = torch.full((batch_size * beam,), bos, dtype=torch.long, device=device)
     for _ in range(max_length):

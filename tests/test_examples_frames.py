@@ -1,0 +1,94 @@
+"""The frame-prediction example runs end to end (tiny settings), and the ConvLSTM benchmark
+counts its FLOPs right."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from rnnkit.layers.conv_rnn import ConvRecurrent
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load(folder: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench(monkeypatch_module):
+    # the benchmark imports its sibling report.py as a top-level module
+    monkeypatch_module.syspath_prepend(str(ROOT / "benchmarks"))
+    return load("benchmarks", "bench_convlstm")
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_convlstm_flops_match_a_hand_count(bench):
+    # C=1, Hc=2, k=3, 4x4 frames: layer 1 convolves 1 + 2 channels into 8 gates, layer 2
+    # 2 + 2; a multiply-add is 2 FLOPs at each of the 16 pixels and 9 taps
+    layer1 = 2 * 16 * 8 * (1 + 2) * 9
+    layer2 = 2 * 16 * 8 * (2 + 2) * 9
+    assert (layer1, layer2) == (6912, 9216)
+    assert bench.convlstm_flops_per_frame(1, 2, 2, 3, 4) == layer1 + layer2
+    stack = bench.conv_stack(1, 2, 2, 3)
+    assert [(m.in_channels, m.out_channels) for m in stack if hasattr(m, "out_channels")] == [
+        (3, 8), (8, 4)]
+    assert bench.conv_flops_per_frame(stack, 4) == layer1 + layer2
+
+
+@pytest.mark.parametrize("channels, hidden, layers, kernel", [(1, 2, 2, 3), (3, 4, 3, 5)])
+def test_flop_counts_agree_with_torch_flop_counter(bench, channels, hidden, layers, kernel):
+    size, batch, frames = 6, 2, 3
+    expected = bench.convlstm_flops_per_frame(channels, hidden, layers, kernel, size)
+    convlstm = ConvRecurrent("lstm", channels, hidden, layers, kernel)
+    with FlopCounterMode(display=False) as counter:
+        convlstm(torch.rand(batch, frames, channels, size, size))
+    assert counter.get_total_flops() == expected * batch * frames
+    stack = bench.conv_stack(channels, hidden, layers, kernel)
+    with FlopCounterMode(display=False) as counter:
+        stack(torch.rand(batch, channels + hidden, size, size))
+    assert counter.get_total_flops() == bench.conv_flops_per_frame(stack, size) * batch
+    assert bench.conv_flops_per_frame(stack, size) == expected
+
+
+def test_benchmark_runs_and_reports_ratios(bench):
+    result = bench.main(["--size", "8", "--hidden", "4", "--batch", "2", "--frames", "2",
+                         "--repeats", "1"])
+    assert result["convlstm"]["train_frames_per_sec"] > 0
+    assert result["conv_stack"]["inference_gflops_per_sec"] > 0
+    assert set(result["convlstm_over_conv_stack"]) == {"inference", "train"}
+
+
+@pytest.mark.slow
+def test_frame_prediction_example_runs(tmp_path):
+    result = load("examples", "frame_prediction").main([
+        "--out", str(tmp_path), "--frame-size", "16", "--frames", "3", "--hidden", "4",
+        "--steps", "3", "--fc-steps", "4", "--batch", "4", "--test-examples", "8"])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["summary"].keys() == result["summary"].keys()
+    summary = saved["summary"]
+    assert {"convlstm", "fclstm", "copy_last", "blank", "mean_frame", "pictures"} <= set(summary)
+    conv, fc = summary["convlstm"], summary["fclstm"]
+    assert (conv["steps"], fc["steps"]) == (3, 4)
+    # the FC-LSTM's size is matched to the ConvLSTM's parameter count
+    assert abs(fc["params"] / conv["params"] - 1) < 0.2
+    for name in ("convlstm", "fclstm", "copy_last", "blank", "mean_frame"):
+        s = summary[name]
+        assert len(s["mse_per_frame"]) == len(s["ssim_per_frame"]) == 3
+        assert 0 <= s["mse"] <= 1 and -1 <= s["ssim"] <= 1
+    # one step ahead the digits have barely moved; the mean frame is the best constant by MSE
+    assert summary["copy_last"]["mse_per_frame"][0] < summary["blank"]["mse_per_frame"][0]
+    assert summary["mean_frame"]["mse"] < summary["blank"]["mse"]
+    for name in ("frame_prediction.png", "frame_prediction.gif"):
+        assert (tmp_path / name).stat().st_size > 0
