@@ -27,7 +27,8 @@ class Attention(nn.Module):
     Shape:
         query (B, T, Q), memory (B, S, K), mask (B, S) bool (True = a real step). Returns the
         context (B, T, K) and the weights (B, T, S), which sum to 1 over the real steps and are
-        exactly 0 on padding.
+        exactly 0 on padding. ``keys`` (from ``keys(memory)``) may be passed in: a decoder
+        that attends once per step computes them once per sequence instead.
     """
 
     def __init__(self, score: str, query_size: int, key_size: int, attn_size: int | None = None):
@@ -43,16 +44,23 @@ class Attention(nn.Module):
             self.w_key = nn.Linear(key_size, a)
             self.v = nn.Linear(a, 1, bias=False)
 
-    def scores(self, query: Tensor, memory: Tensor) -> Tensor:
+    def keys(self, memory: Tensor) -> Tensor:
+        """The memory's side of the score, (B, S, Q) or (B, S, A): it does not depend on the
+        query."""
+        return self.proj(memory) if self.score == "dot" else self.w_key(memory)
+
+    def scores(self, query: Tensor, keys: Tensor) -> Tensor:
         """Unnormalised scores (B, T, S)."""
         if self.score == "dot":
-            return query @ self.proj(memory).transpose(1, 2)
+            return query @ keys.transpose(1, 2)
         # (B, T, 1, A) + (B, 1, S, A): every query against every memory step
-        mixed = torch.tanh(self.w_query(query)[:, :, None] + self.w_key(memory)[:, None])
+        mixed = torch.tanh(self.w_query(query)[:, :, None] + keys[:, None])
         return self.v(mixed).squeeze(-1)
 
-    def forward(self, query: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        scores = self.scores(query, memory).float()
+    def forward(self, query: Tensor, memory: Tensor, mask: Tensor,
+                keys: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        keys = self.keys(memory) if keys is None else keys
+        scores = self.scores(query, keys).float()
         scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
         weights = scores.softmax(dim=-1).to(memory.dtype)
         return weights @ memory, weights

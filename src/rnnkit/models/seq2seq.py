@@ -40,6 +40,8 @@ class DecoderState(NamedTuple):
     rnn: State  # tuple of (L, B, H)
     memory: Tensor  # (B, S, K) encoder outputs
     mask: Tensor  # (B, S) True at real source steps
+    keys: Tensor | None  # the attention's projection of the memory, computed once
+    source: Tensor  # (B,) the example each row decodes: rows with equal ids share a memory
 
 
 class Seq2Seq(nn.Module):
@@ -72,13 +74,15 @@ class Seq2Seq(nn.Module):
             state = tuple(torch.tanh(lin(s.view(L, 2, B, H).permute(0, 2, 1, 3)
                                          .reshape(L, B, 2 * H)))
                           for lin, s in zip(self.bridge, state))
-        return DecoderState(state, memory, step_mask(lengths.to(src.device), src.shape[1]))
+        keys = self.attention.keys(memory) if self.attention is not None else None
+        return DecoderState(state, memory, step_mask(lengths.to(src.device), src.shape[1]),
+                            keys, torch.arange(src.shape[0], device=src.device))
 
     def decode(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """tokens (B, T) -> logits (B, T, V_tgt) and the state after them."""
         out, rnn = self.decoder(self.tgt_embed(tokens), state.rnn)
         if self.attention is not None:
-            context, _ = self.attention(out, state.memory, state.mask)
+            context, _ = self.attention(out, state.memory, state.mask, state.keys)
             out = torch.tanh(self.combine(torch.cat([out, context], dim=-1)))
         return self.head(out), state._replace(rnn=rnn)
 
@@ -93,6 +97,11 @@ class Seq2Seq(nn.Module):
     @staticmethod
     def reorder(state: DecoderState, index: Tensor) -> DecoderState:
         """Rows ``index`` of the state (beam search keeps, drops and repeats hypotheses)."""
-        return DecoderState(tuple(s.index_select(1, index) for s in state.rnn),
-                            state.memory.index_select(0, index),
-                            state.mask.index_select(0, index))
+        rnn = tuple(s.index_select(1, index) for s in state.rnn)
+        source = state.source.index_select(0, index)
+        if torch.equal(source, state.source):
+            # beams moved within their own example: every row still reads the same memory,
+            # so the (large) memory need not be copied
+            return state._replace(rnn=rnn)
+        rows = lambda t: t.index_select(0, index) if t is not None else None  # noqa: E731
+        return DecoderState(rnn, rows(state.memory), rows(state.mask), rows(state.keys), source)
