@@ -242,6 +242,18 @@ class _Beams:
         # the n_best-th best finished score, once there are n_best: the bar a live one must beat
         self.kth = [float("-inf")] * batch_size
         self.need = n_best
+        # the example each row block holds: finished examples are dropped from the batch
+        self.ids = torch.arange(batch_size, device=device)
+
+    def drop_done(self, tokens: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Remove the finished examples (their hypotheses are settled) so later steps compute
+        only live rows; returns the next tokens and state rows of the examples kept."""
+        live = ~self.done
+        K = self.beam
+        self.scores, self.history, self.ids = self.scores[live], self.history[live], self.ids[live]
+        self.done = self.done[live]
+        self.row_offset = self.row_offset[:len(self.ids)]
+        return tokens.view(-1, K)[live].view(-1), rows.view(-1, K)[live].view(-1)
 
     def advance(self, log_probs: Tensor) -> tuple[Tensor, Tensor]:
         """Extend the beams by one token; returns the (B*K,) next tokens and the state rows."""
@@ -278,7 +290,7 @@ class _Beams:
         self._add(b, self.scores[b, k] / lp, self.history[b, k])
 
     def _add(self, examples: Tensor, scores: Tensor, tokens: Tensor) -> None:
-        for b, score, toks in zip(examples.tolist(), scores.tolist(), tokens.tolist()):
+        for b, score, toks in zip(self.ids[examples].tolist(), scores.tolist(), tokens.tolist()):
             hyps = self.finished[b]
             hyps.append((score, toks))
             hyps.sort(key=lambda h: h[0], reverse=True)  # stable: ties keep their arrival order
@@ -292,7 +304,7 @@ class _Beams:
         n = self.history.shape[2]  # tokens in each live hypothesis
         reach = self.max_length + 1 if self.alpha > 0 else min(n + 1, self.max_length)
         best = self.scores.max(dim=1).values / _length_penalty(reach, self.alpha)
-        kth = torch.tensor(self.kth, device=best.device)
+        kth = torch.tensor(self.kth, device=best.device)[self.ids]
         self.done |= best <= kth
 
     def best(self, n_best: int) -> list[list[Hypothesis]]:
@@ -356,5 +368,7 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, batch_size: int, b
         tokens, index = beams.advance(log_probs)
         if bool(beams.done.all()):
             break
+        if bool(beams.done.any()):
+            tokens, index = beams.drop_done(tokens, index)
     beams.finish_live()
     return beams.best(n_best)
