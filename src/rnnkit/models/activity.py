@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..layers.mlp import MLPHead
 from ..layers.recurrent import Recurrent
 from ..layers.time_distributed import SmallCNN, TimeDistributed
+from .checks import check_config
 
 
 @dataclass
@@ -44,10 +45,8 @@ class ActivityConfig:
     """Activity, frames: height and width of the (square) generated frames."""
 
     def __post_init__(self):
-        for name in ("in_channels", "cnn_width", "cnn_blocks", "hidden_size", "num_layers",
-                     "frames", "frame_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_config(self, ("in_channels", "cnn_width", "cnn_blocks", "hidden_size",
+                            "num_layers", "frames", "frame_size"))
 
 
 def frame_encoder(in_channels: int, width: int, blocks: int, grid: int) -> SmallCNN:

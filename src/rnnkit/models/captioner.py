@@ -13,6 +13,7 @@ from ..layers.cells import State
 from ..layers.mlp import MLPHead
 from ..layers.recurrent import Recurrent
 from .activity import frame_encoder
+from .checks import check_config
 
 
 @dataclass
@@ -39,10 +40,8 @@ class CaptionerConfig:
     """Caption: generated images show 1 to this many digits side by side."""
 
     def __post_init__(self):
-        for name in ("in_channels", "cnn_width", "cnn_blocks", "embed_size", "hidden_size",
-                     "num_layers", "max_digits"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_config(self, ("in_channels", "cnn_width", "cnn_blocks", "embed_size",
+                            "hidden_size", "num_layers", "max_digits"))
 
 
 class Captioner(nn.Module):

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..layers.cells import State, init_forget_bias
 from ..layers.recurrent import Recurrent
+from .checks import check_config
 
 
 @dataclass
@@ -37,13 +38,7 @@ class CharLMConfig:
     2015, so cells remember by default); 0 keeps torch's initialisation."""
 
     def __post_init__(self):
-        if self.cell not in ("lstm", "gru", "rnn"):
-            raise ValueError(f"cell must be lstm, gru or rnn, got {self.cell!r}")
-        for name in ("embed_size", "hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_config(self, ("embed_size", "hidden_size", "num_layers"))
 
 
 class CharLM(nn.Module):

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..layers.cells import State
 from ..layers.conv_rnn import ConvRecurrent
 from ..layers.recurrent import Recurrent
+from .checks import check_config
 
 
 @dataclass
@@ -52,10 +53,8 @@ class FramePredictorConfig:
     """Frames: frames forecast."""
 
     def __post_init__(self):
-        for name in ("in_channels", "frame_size", "patch_size", "hidden_size", "num_layers",
-                     "input_frames", "output_frames"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_config(self, ("in_channels", "frame_size", "patch_size", "hidden_size",
+                            "num_layers", "input_frames", "output_frames"))
         if self.frame_size % self.patch_size:
             raise ValueError(f"frame_size {self.frame_size} must be a multiple of patch_size "
                              f"{self.patch_size}")
