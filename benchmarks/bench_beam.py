@@ -15,11 +15,10 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from report import emit
+from report import emit, median_seconds
 
 import rnnkit
 from rnnkit.api import load
@@ -60,16 +59,6 @@ def train_model(args, root: Path) -> Path:
     return root / "run"
 
 
-def seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
@@ -80,13 +69,15 @@ def main(argv=None) -> dict:
         test = write_pairs(Path(tmp) / "test.tsv", args.sequences, seed=1)
         examples, _ = parse_examples(read_lines(test), "seq2seq")
         timings, lengths = {}, {}
-        beams = [0] + [int(b) for b in args.beams.split(",")]  # 0: the greedy loop
+        # 0: the greedy loop; -1: the same through the model's sequence kernel, one call per
+        # token (what decoding cost before the single-step path)
+        beams = [-1, 0] + [int(b) for b in args.beams.split(",")]
         for beam in beams:
-            name = f"beam_{beam}" if beam else "greedy"
+            name = {-1: "greedy_kernel_step", 0: "greedy"}.get(beam, f"beam_{beam}")
 
             def decode(beam=beam):
                 return decode_all(model, vocabs, examples, args.batch, beam, meta["max_length"])
-            timings[name] = seconds(decode, args.repeats)
+            timings[name] = median_seconds(decode, args.repeats)
             lengths[name] = statistics.mean(len(row) for row in decode())
     greedy = timings["greedy"]
     return emit({
@@ -101,17 +92,19 @@ def main(argv=None) -> dict:
 
 @torch.no_grad()
 def decode_all(model, vocabs, examples, batch: int, beam: int, max_length: int) -> list:
-    """Token ids of every example's best output: greedy (beam 0) or beam search (beam >= 1;
-    beam 1 gives greedy's outputs through the beam-search code)."""
+    """Token ids of every example's best output: greedy (beam 0; -1 through model.step, the
+    sequence kernel) or beam search (beam >= 1; beam 1 gives greedy's outputs through the
+    beam-search code)."""
     target = vocabs["target"]
     bos, eos, out = target.id_of(BOS), target.id_of(EOS), []
     for part in chunks(examples, batch):
         b = collate(part, vocabs, "seq2seq")
         state = model.encode(b["src"], b["src_len"])
-        if beam == 0:
-            out += greedy_decode(model.step, state, len(part), bos, eos, max_length)
+        step = model.step if beam < 0 else model.stepper()
+        if beam <= 0:
+            out += greedy_decode(step, state, len(part), bos, eos, max_length)
         else:
-            found = beam_search(model.step, model.reorder, state, len(part), bos, eos, beam,
+            found = beam_search(step, model.reorder, state, len(part), bos, eos, beam,
                                 max_length)
             out += [hyps[0][0] for hyps in found]
     return out

@@ -28,12 +28,10 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import statistics
 import sys
-import time
 
 import torch
-from report import emit
+from report import emit, median_seconds
 from torch import nn
 
 from rnnkit.layers.conv_rnn import ConvRecurrent
@@ -81,16 +79,6 @@ def conv_flops_per_frame(stack: nn.Sequential, size: int) -> int:
                for m in stack if isinstance(m, nn.Conv2d))
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up: oneDNN picks and caches its kernels for these shapes on the first call
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def train_fn(model, forward):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -105,8 +93,8 @@ def train_fn(model, forward):
 def measure(name: str, model, forward, frames: int, flops: int, repeats: int) -> dict:
     """frames/s and GFLOP/s for inference and training; ``flops`` per frame, forward."""
     with torch.no_grad():
-        infer = timed(forward, repeats)
-    train = timed(train_fn(model, forward), repeats)
+        infer = median_seconds(forward, repeats)
+    train = median_seconds(train_fn(model, forward), repeats)
     return {"model": name, "params": sum(p.numel() for p in model.parameters()),
             "inference_seconds": round(infer, 3), "train_seconds": round(train, 3),
             "inference_frames_per_sec": round(frames / infer, 2),

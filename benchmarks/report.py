@@ -1,8 +1,10 @@
-"""Shared by the benchmark scripts: print the result as JSON, and save it when asked."""
+"""Shared by the benchmark scripts: time a function, print the result as JSON, save it."""
 
 from __future__ import annotations
 
 import json
+import statistics
+import time
 from pathlib import Path
 
 
@@ -13,3 +15,15 @@ def emit(result: dict, save: str | None = None) -> dict:
         Path(save).parent.mkdir(parents=True, exist_ok=True)
         Path(save).write_text(text + "\n")
     return result
+
+
+def median_seconds(fn, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls, after one warm-up call (kernels are picked and
+    weights laid out on the first call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)

@@ -52,6 +52,35 @@ def test_sampling_flags_and_seed(run_dir, capsys):
     assert len(set(samples)) == 1  # greedy: every sample the same
 
 
+def test_sample_precisions_and_threads(run_dir, capsys):
+    """fp32 is the model exactly, so --argmax gives the text the plain step loop gives; bf16
+    and int8 run and print as many characters."""
+    import torch
+
+    from rnnkit.api import load
+    from rnnkit.decoding import prompt_ids
+    model, vocab, _ = load(run_dir)
+    with torch.no_grad():  # the plain loop: the whole model, one (1, 1) call per token
+        logits, state = model(torch.tensor([prompt_ids(vocab, "Ber.")]))
+        ids = []
+        for _ in range(40):
+            ids.append(int(logits[0, -1].argmax()))
+            logits, state = model(torch.tensor([[ids[-1]]]), state)
+    want = "Ber." + vocab.decode(ids)
+    threads = torch.get_num_threads()
+    try:
+        for precision in ("fp32", "bf16", "int8"):
+            assert main(["sample", str(run_dir), "--prime-text", "Ber.", "--length", "40",
+                         "--argmax", "--precision", precision, "--threads", "1"]) == 0
+            out = capsys.readouterr().out
+            assert len(out) == 4 + 40 + 1
+            if precision == "fp32":
+                assert out == want + "\n"
+    finally:
+        torch.set_num_threads(threads)
+    assert "--threads" in error_of(capsys, ["sample", str(run_dir), "--threads", "-1"])
+
+
 def test_lines_mode_prints_exactly_n_lines(tmp_path, sentences_file, capsys):
     out = tmp_path / "lines"
     assert main(["train", "--data", str(sentences_file), "--out", str(out), "--mode", "lines",

@@ -21,6 +21,7 @@ from .data.pairs import parse_examples, read_lines, split_indices
 from .data.shakespeare import corpus_bytes
 from .decoding import SamplingConfig, generate, prompt_ids
 from .errors import RnnkitError
+from .layers.recurrent_step import PRECISIONS, int8_available
 from .models.char_lm import CharLM, CharLMConfig
 from .training.checkpoint import KIND, TASK_OF_KIND, load_checkpoint, model_from_checkpoint
 from .training.config import TrainConfig, build_configs, read_toml
@@ -55,22 +56,26 @@ def require_lm(meta: dict, checkpoint) -> None:
 
 def sample(checkpoint: str | Path, prime_text: str = "", length: int = 500, num_samples: int = 1,
            seed: int = 1337, device: str = "cpu", on_text: Callable[[str], None] | None = None,
-           **sampling) -> list[str]:
+           precision: str = "fp32", **sampling) -> list[str]:
     """Samples continuing ``prime_text`` (included in each), one string per sample.
 
     ``sampling`` takes SamplingConfig's fields (temperature, top_k, top_p, argmax). With one
-    sample, ``on_text`` receives the text piece by piece as it is generated.
+    sample, ``on_text`` receives the text piece by piece as it is generated. ``precision``
+    "bf16" or "int8" trades a little likelihood for speed (layers/recurrent_step.py).
     """
     model, vocab, meta = load(checkpoint, device)
     require_lm(meta, checkpoint)
-    return sample_model(model, vocab, prime_text, length, num_samples, seed, on_text, **sampling)
+    return sample_model(model, vocab, prime_text, length, num_samples, seed, on_text,
+                        precision, **sampling)
 
 
 def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
                  num_samples: int = 1, seed: int = 1337,
-                 on_text: Callable[[str], None] | None = None, **sampling) -> list[str]:
+                 on_text: Callable[[str], None] | None = None, precision: str = "fp32",
+                 **sampling) -> list[str]:
     """``sample`` for a model already loaded."""
     cfg = SamplingConfig(**sampling)
+    check_precision(precision, next(model.parameters()).device)
     prompt_ids(vocab, prime_text)  # refuse a bad prompt before anything is printed
     gen = torch.Generator(next(model.parameters()).device).manual_seed(seed)
     stream = on_text if num_samples == 1 else None
@@ -81,8 +86,16 @@ def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
         if stream and int(token[0]) >= len(vocab.specials):
             stream(vocab.itos[int(token[0])])
 
-    rows = generate(model, vocab, prime_text, length, cfg, gen, num_samples, emit)
+    rows = generate(model, vocab, prime_text, length, cfg, gen, num_samples, emit, precision)
     return [prime_text + vocab.decode(r) for r in rows]
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision not in PRECISIONS:
+        raise RnnkitError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and not int8_available(device):
+        raise RnnkitError("--precision int8 runs on the CPU only, with torch's x86/fbgemm "
+                          "kernels; use --precision fp32 or bf16 here")
 
 
 def evaluate(checkpoint: str | Path, data: str | None = None, split: str | None = None,

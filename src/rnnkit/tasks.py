@@ -108,16 +108,17 @@ def decode_batch(model, batch: dict, vocab: TokenVocab, s: DecodeSettings) -> li
     state = model.encode(batch["src"], batch["src_len"])
     bos, eos, rows = vocab.id_of(BOS), vocab.id_of(EOS), batch["src"].shape[0]
     device = batch["src"].device
+    step = model.stepper()  # one step per token without the sequence kernel's set-up cost
     if s.beam > 1:
-        found = beam_search(model.step, model.reorder, state, rows, bos, eos, s.beam,
+        found = beam_search(step, model.reorder, state, rows, bos, eos, s.beam,
                             s.max_length, s.length_penalty, s.n_best, device=device)
         return [["".join(vocab.decode(ids)) for ids, _ in hyps] for hyps in found]
     if s.sampling is not None:
         gen = torch.Generator(device).manual_seed(s.seed)
-        ids = sample_decode(model.step, state, rows, bos, eos, s.max_length, s.sampling, gen,
+        ids = sample_decode(step, state, rows, bos, eos, s.max_length, s.sampling, gen,
                             device=device)
     else:
-        ids = greedy_decode(model.step, state, rows, bos, eos, s.max_length, device=device)
+        ids = greedy_decode(step, state, rows, bos, eos, s.max_length, device=device)
     return [["".join(vocab.decode(row))] for row in ids]
 
 

@@ -3,11 +3,14 @@
 examples:
   rnnkit sample runs/shakespeare --prime-text "ROMEO:" --length 500 --temperature 0.8
   rnnkit sample runs/lines --num-samples 10          # lines mode: ten lines on stdout
+  rnnkit sample runs/shakespeare --length 100000 --precision int8 > long.txt   # fastest
 """
 
 from __future__ import annotations
 
 import sys
+
+import torch
 
 from ..api import load, require_lm, sample_model
 from ..errors import RnnkitError
@@ -28,16 +31,26 @@ def add_arguments(p) -> None:
     p.add_argument("--num-samples", type=int, default=1, help="independent samples (default 1)")
     p.add_argument("--seed", type=int, default=1337, help="random seed (default 1337)")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
+                   help="arithmetic of each generation step: fp32 is the model exactly; bf16 "
+                        "and int8 (CPU) are faster at a small likelihood cost (default fp32)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (0: torch's default)")
 
 
 def run(args) -> int:
     if args.length < 1 or args.num_samples < 1:
         raise RnnkitError("--length and --num-samples must be >= 1")
+    if args.threads < 0:
+        raise RnnkitError("--threads must be >= 0 (0: torch's default)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, vocab, meta = load(args.checkpoint, args.device)
     require_lm(meta, args.checkpoint)
     lines_mode = "<eos>" in vocab.specials
     texts = sample_model(model, vocab, args.prime_text, args.length, args.num_samples, args.seed,
-                         on_text=None if lines_mode else write, temperature=args.temperature,
+                         on_text=None if lines_mode else write, precision=args.precision,
+                         temperature=args.temperature,
                          top_k=args.top_k, top_p=args.top_p, argmax=args.argmax)
     if lines_mode:
         sys.stdout.write("".join(t + "\n" for t in texts))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 
 from ..layers.cells import State, init_forget_bias
 from ..layers.recurrent import Recurrent
+from ..layers.recurrent_step import RecurrentStep
 from .checks import check_config
 
 
@@ -76,6 +78,25 @@ class CharLM(nn.Module):
         if first:  # a sequence starts here: keep its first token, blank the rest
             blank[:, 0] = tokens[:, 0]
         return blank
+
+    def stepper(self, precision: str = "fp32") -> Callable[[Tensor, State | None],
+                                                          tuple[Tensor, State]]:
+        """``logits, state = step(tokens, state)``, tokens (B,) -> logits (B, V): the function
+        ``self(tokens[:, None], state)`` computes, for decoding, without the sequence kernel's
+        cost per call (layers/recurrent_step.py; ``precision`` "fp32", "bf16" or "int8").
+        It copies the weights when it is made, and runs without dropout."""
+        if not self.config.feedback:  # only forward() knows how to blank the input
+            def step(tokens, state):
+                logits, state = self(tokens[:, None], state)
+                return logits[:, -1], state
+            return step
+        rnn = RecurrentStep(self.rnn, self.embed, precision)
+
+        @torch.no_grad()
+        def step(tokens, state):
+            out, state = rnn(tokens, state)
+            return self.head(self.mlp(out)), state
+        return step
 
     def init_state(self, batch_size: int) -> State:
         return self.rnn.init_state(batch_size, self.head.weight)

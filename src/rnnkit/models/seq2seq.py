@@ -13,6 +13,7 @@ whole target in one fused kernel call and attends for all steps at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -23,6 +24,7 @@ from ..layers.attention import Attention
 from ..layers.cells import State
 from ..layers.mlp import MLPHead
 from ..layers.recurrent import Recurrent
+from ..layers.recurrent_step import RecurrentStep
 from .encoder import PAD, EncoderConfig, SequenceEncoder, step_mask
 
 
@@ -81,10 +83,14 @@ class Seq2Seq(nn.Module):
     def decode(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """tokens (B, T) -> logits (B, T, V_tgt) and the state after them."""
         out, rnn = self.decoder(self.tgt_embed(tokens), state.rnn)
+        return self._readout(out, state), state._replace(rnn=rnn)
+
+    def _readout(self, out: Tensor, state: DecoderState) -> Tensor:
+        """Decoder outputs (B, T, H) -> logits (B, T, V_tgt), attending to the memory."""
         if self.attention is not None:
             context, _ = self.attention(out, state.memory, state.mask, state.keys)
             out = torch.tanh(self.combine(torch.cat([out, context], dim=-1)))
-        return self.head(out), state._replace(rnn=rnn)
+        return self.head(out)
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         return self.decode(tgt_in, self.encode(src, src_lengths))[0]
@@ -93,6 +99,19 @@ class Seq2Seq(nn.Module):
         """The decoders' protocol (decoding.py): tokens (N,) -> log-probs (N, V_tgt)."""
         logits, state = self.decode(tokens[:, None], state)
         return logits[:, -1].float().log_softmax(-1), state
+
+    def stepper(self, precision: str = "fp32") -> Callable[[Tensor, DecoderState],
+                                                          tuple[Tensor, DecoderState]]:
+        """``step`` without the sequence kernel's cost per call: the decoder runs through a
+        RecurrentStep (layers/recurrent_step.py), made once per decoding, without dropout."""
+        rnn = RecurrentStep(self.decoder, self.tgt_embed, precision)
+
+        @torch.no_grad()
+        def step(tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+            out, new = rnn(tokens, state.rnn)
+            logits = self._readout(out[:, None], state)[:, -1]
+            return logits.float().log_softmax(-1), state._replace(rnn=new)
+        return step
 
     @staticmethod
     def reorder(state: DecoderState, index: Tensor) -> DecoderState:

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The GPU check, in one go (about 8 minutes on one GPU): the gpu-marked tests (DDP's included), training
+# throughput, sampling speed and the quality benchmark on CUDA. Each step prints JSON and is
+# bounded by its own timeout, so one failure leaves the others' numbers. Runs from a source
+# checkout on a machine with torch (CUDA build), numpy, tqdm, safetensors and pytest:
+#
+#     bash benchmarks/gpu_check.sh [RESULTS_DIR]     # default: benchmarks/results/gpu
+#
+# Then record the numbers in the README with the card's name (RESULTS_DIR/gpu.txt).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR=${1:-benchmarks/results/gpu}
+mkdir -p "$OUT_DIR"
+export PYTHONPATH="$PWD/src:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+DATA=${RNNKIT_BENCH_DATA:-../shared/data/tinyshakespeare.txt}
+status=0
+
+step() {  # step NAME SECONDS COMMAND...: run, keep going on failure, remember it
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name (at most ${limit}s)"
+    if ! timeout "$limit" "$@" 2>&1 | tee "$OUT_DIR/$name.log"; then
+        echo "== $name FAILED" >&2
+        status=1
+    fi
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
+    | tee "$OUT_DIR/gpu.txt"
+python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" \
+    | tee -a "$OUT_DIR/gpu.txt"
+
+step tests 120 python -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
+step throughput_b64 60 python benchmarks/bench_throughput.py --device cuda --batch 64 \
+    --steps 20 --gemm-size 8192 --save "$OUT_DIR/throughput_b64.json"
+step throughput_b256 60 python benchmarks/bench_throughput.py --device cuda --batch 256 \
+    --steps 20 --gemm-size 8192 --save "$OUT_DIR/throughput_b256.json"
+step ddp_tests 240 python -m pytest -m gpu -q -p no:cacheprovider tests/test_ddp.py
+step sampling 60 python benchmarks/bench_sampling.py --device cuda --threads 1 \
+    --save "$OUT_DIR/sampling.json"
+if [ -f "$DATA" ]; then
+    # the CPU preset as shipped, then a larger model with the clock as the limit
+    step quality_5min_preset 100 python benchmarks/bench_quality.py --data "$DATA" \
+        --set 'train.device="cuda"' --save "$OUT_DIR/quality_5min_preset.json"
+    step quality_60s 100 python benchmarks/bench_quality.py --data "$DATA" --budget 75 \
+        --set 'train.device="cuda"' 'train.max_time=60' 'train.max_steps=100000' \
+        'model.hidden_size=1024' 'model.num_layers=3' 'model.dropout=0.2' \
+        'train.batch_size=128' 'train.learning_rate=0.002' 'train.eval_every=1000' \
+        --save "$OUT_DIR/quality_60s.json"
+else
+    echo "== quality skipped: no $DATA (set RNNKIT_BENCH_DATA)" >&2
+    status=1
+fi
+exit $status
