@@ -80,3 +80,19 @@ def overrides(args: argparse.Namespace) -> dict:
             section, name = key.split(".", 1)
             layer.setdefault(section, {})[name] = value
     return layer
+
+
+def as_flags(args: argparse.Namespace) -> list[str]:
+    """The dataclass flags that were given, back as command-line words (``overrides``
+    inverted), to start the same command again in other processes."""
+    words = []
+    for key, value in vars(args).items():
+        if "." not in key:
+            continue
+        name = key.split(".", 1)[1]
+        flag = "--" + FLAG_NAMES.get(name, name.replace("_", "-"))
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag[2:])
+        else:  # --flag=value: a value that starts with "-" stays a value
+            words.append(f"{flag}={value}")
+    return words

@@ -11,6 +11,7 @@ examples:
   rnnkit train --task frames --out runs/frames --arch convlstm --max-time 600
   rnnkit train --out runs/mine --resume                 # continue an interrupted run
   rnnkit train --out runs/mine --resume --max-steps 8000  # extend a finished one
+  rnnkit train --data input.txt --out runs/ddp --nproc 2  # 2 processes, DDP (see README)
 
 Settings come from the dataclass defaults, then --preset or --config, then (with --resume)
 the run's config.json, then the flags given here.
@@ -19,13 +20,21 @@ the run's config.json, then the flags given here.
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
+
+import torch
 
 from ..errors import RnnkitError
 from ..models import MODELS
 from ..training.config import TrainConfig, build_configs, check_keys, preset_names, read_toml
+from ..training.distributed import backend_for, check_batch, launched_rank, launched_world_size
 from ..training.loop import train
-from .args import add_dataclass_arguments, overrides
+from .args import add_dataclass_arguments, as_flags, overrides
+
+# exit codes of a training process that printed its own "rnnkit: error:" line
+OWN_MESSAGE_CODES = (1, 2, 130)
 
 
 def add_arguments(p) -> None:
@@ -38,6 +47,10 @@ def add_arguments(p) -> None:
                         "and [train] tables, keys as the flags below with underscores")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt, exactly where it stopped")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train with N processes on this machine, started by torchrun "
+                   "(torch.distributed.run): DistributedDataParallel, gloo on CPU (one thread "
+                   "each), nccl on CUDA (one GPU each); --batch-size stays the global batch")
     add_dataclass_arguments(p, {task: cls for task, (_, cls) in MODELS.items()}, "model")
     add_dataclass_arguments(p, TrainConfig, "train")
 
@@ -57,11 +70,41 @@ def saved_config(out: Path) -> dict:
 
 def run(args) -> int:
     out = Path(args.out)
-    layers = [read_toml(args.preset, args.config)] if args.preset or args.config else []
-    if args.resume:
-        layers.append(saved_config(out))
-    model_cfg, cfg = build_configs(*layers, overrides(args))
-    metrics = train(model_cfg, cfg, out, resume=args.resume)
+    try:
+        layers = [read_toml(args.preset, args.config)] if args.preset or args.config else []
+        if args.resume:
+            layers.append(saved_config(out))
+        model_cfg, cfg = build_configs(*layers, overrides(args))
+    except RnnkitError:
+        if launched_rank() > 0:  # every rank finds the same problem: rank 0 reports it
+            raise SystemExit(0) from None
+        raise
+    if args.nproc is not None and args.nproc != 1:
+        return launch(args, cfg)
+    try:
+        metrics = train(model_cfg, cfg, out, resume=args.resume)
+    except RnnkitError as e:
+        raise for_this_rank(e) from None
+    if launched_rank() == 0:
+        print(summary(metrics, out), flush=True)
+    return 0
+
+
+def for_this_rank(e: RnnkitError) -> RnnkitError:
+    """Under torchrun, an error every rank shares (a stop on a signal included) is rank 0's
+    to report: the other ranks exit 0, quietly, since torchrun stops every process as soon as
+    one fails, and rank 0 may still be saving. Another rank's own error names the rank."""
+    rank = launched_rank()
+    if rank == 0:
+        return e
+    if getattr(e, "same_on_every_rank", False):
+        raise SystemExit(0)
+    mine = RnnkitError(f"rank {rank}: {e}")
+    mine.exit_code = getattr(e, "exit_code", 2)
+    return mine
+
+
+def summary(metrics: dict, out: Path) -> str:
     val = metrics.get("val_loss")
     if val is not None and "val_bpc" in metrics:
         summary = f"val loss {val:.4f} nats/char ({metrics['val_bpc']:.3f} bpc)"
@@ -69,5 +112,75 @@ def run(args) -> int:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("val_"))
     else:
         summary = "done"
-    print(f"step {metrics.get('step', 0)}: {summary}; run folder {out}", flush=True)
+    return f"step {metrics.get('step', 0)}: {summary}; run folder {out}"
+
+
+def launch(args, cfg: TrainConfig) -> int:
+    """The same command without --nproc, in args.nproc processes started by torchrun on this
+    machine. Returns 0, or the exit code of the process that failed first."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    check_launch(args.nproc, cfg)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default, without its banner
+    quiet_torchrun_logs()
+    argv = ["--standalone", f"--nproc-per-node={args.nproc}", "-m", "rnnkit", "train",
+            *child_args(args)]
+    try:
+        torchrun.run(torchrun.parse_args(argv))
+    except ChildFailedError as e:
+        return failure(e)
+    except SignalException:  # the processes got the signal too, saved and said so
+        return 130
     return 0
+
+
+def quiet_torchrun_logs() -> None:
+    """The processes report their own errors, and failure() sums up the rest in one line:
+    torchrun's warnings (each of its loggers has its own level) would only repeat them."""
+    for name, logger in logging.root.manager.loggerDict.items():
+        if name.startswith("torch.distributed") and isinstance(logger, logging.Logger):
+            logger.setLevel(logging.CRITICAL)
+
+
+def check_launch(nproc: int, cfg: TrainConfig) -> None:
+    if nproc < 1:
+        raise RnnkitError(f"--nproc must be >= 1, got {nproc}")
+    if launched_world_size() > 1:
+        raise RnnkitError("--nproc starts the processes itself; drop it when launching with "
+                          "torchrun")
+    if cfg.task != "lm":
+        raise RnnkitError(f"--nproc supports --task lm only; train --task {cfg.task} without "
+                          "it")
+    check_batch(cfg.batch_size, nproc)
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    backend = backend_for("cuda" if cuda else "cpu", cfg.dist_backend)
+    if backend == "nccl" and torch.cuda.device_count() < nproc:
+        raise RnnkitError(f"--nproc {nproc} with nccl needs {nproc} GPUs (one per process), "
+                          f"this machine has {torch.cuda.device_count()}; use fewer processes, "
+                          "--device cpu, or --dist-backend gloo to share a GPU")
+
+
+def child_args(args) -> list[str]:
+    words = ["--out", str(args.out)]
+    if args.preset or args.config:
+        words += ["--preset", args.preset] if args.preset else ["--config", args.config]
+    return words + (["--resume"] if args.resume else []) + as_flags(args)
+
+
+def failure(e) -> int:
+    """The exit code for a failed launch; one error line for a process that could not print
+    its own (killed by a signal, or an unexpected exit)."""
+    failures = sorted(e.failures.items(), key=lambda item: item[1].timestamp)
+    silent = [(rank, f) for rank, f in failures if f.exitcode not in OWN_MESSAGE_CODES]
+    if not silent:
+        return failures[0][1].exitcode
+    rank, f = silent[0]
+    how = (f"was killed by {f.signal_name()}" if f.exitcode < 0 else
+           f"exited with code {f.exitcode}")
+    error = RnnkitError(f"training process rank {rank} {how}; the other processes were "
+                        "stopped; the run folder keeps the last checkpoint, continue with "
+                        "--resume")
+    error.exit_code = 128 - f.exitcode if f.exitcode < 0 else f.exitcode
+    raise error

@@ -10,6 +10,9 @@ At the start of each epoch (window 0) the state is reset.
 
 Lines mode: every line is a sequence <bos> c1 .. cn -> c1 .. cn <eos>; batches of B lines in a
 seeded per-epoch shuffle, right-padded, with padded targets set to IGNORE so they add no loss.
+
+Data-parallel training (N ranks): B stays the global batch and each rank gets B / N rows of
+every batch: its own contiguous block of streams, or its share of the same shuffled lines.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import DistributedSampler
 
 from ..errors import RnnkitError
 
@@ -24,9 +28,15 @@ IGNORE = -100  # target id that cross_entropy skips
 
 
 class StreamBatches:
-    """TBPTT windows over ``tokens``: ``batch(step) -> (x, y, reset)``, x and y (B, T) int64."""
+    """TBPTT windows over ``tokens``: ``batch(step) -> (x, y, reset)``, x and y (B, T) int64.
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, seq_length: int):
+    Rank ``rank`` of ``world_size`` gets rows [rank*b, (rank+1)*b) of them, b = B / world_size:
+    its own streams, laid out as for one process.
+    """
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, seq_length: int, rank: int = 0,
+                 world_size: int = 1):
+        assert batch_size % world_size == 0, "the global batch must split evenly over ranks"
         per_stream = len(tokens) // batch_size
         if per_stream < seq_length + 1:
             raise RnnkitError(
@@ -34,7 +44,9 @@ class StreamBatches:
                 f"{batch_size} streams x {seq_length + 1}; lower --batch-size or --seq-length, "
                 "or give more text")
         # (B, L) view of the memmap; rows are the streams, nothing is copied yet.
-        self.streams = tokens[:per_stream * batch_size].reshape(batch_size, per_stream)
+        streams = tokens[:per_stream * batch_size].reshape(batch_size, per_stream)
+        b = batch_size // world_size
+        self.streams = streams[rank * b:(rank + 1) * b]
         self.seq_length = seq_length
         self.windows_per_epoch = (per_stream - 1) // seq_length
 
@@ -45,10 +57,12 @@ class StreamBatches:
         return chunk[:, :-1], chunk[:, 1:], w == 0
 
 
-def stream_eval_batches(tokens: np.ndarray, num_streams: int, seq_length: int):
+def stream_eval_batches(tokens: np.ndarray, num_streams: int, seq_length: int, rank: int = 0,
+                        world_size: int = 1):
     """Every target of ``tokens`` exactly once: B streams, padded with IGNORE targets at the end.
 
     Yields (x, y) windows in order; the caller carries the state from one window to the next.
+    Rank ``rank`` of ``world_size`` gets its contiguous share of the streams (maybe none).
     """
     inputs = torch.from_numpy(tokens[:-1].astype(np.int64))
     targets = torch.from_numpy(tokens[1:].astype(np.int64))
@@ -58,6 +72,10 @@ def stream_eval_batches(tokens: np.ndarray, num_streams: int, seq_length: int):
     pad = per * num_streams - m
     inputs = torch.cat([inputs, inputs.new_zeros(pad)]).view(num_streams, per)
     targets = torch.cat([targets, targets.new_full((pad,), IGNORE)]).view(num_streams, per)
+    lo, hi = rank * num_streams // world_size, (rank + 1) * num_streams // world_size
+    if lo == hi:
+        return
+    inputs, targets = inputs[lo:hi], targets[lo:hi]
     for t0 in range(0, per, seq_length):
         yield inputs[:, t0:t0 + seq_length], targets[:, t0:t0 + seq_length]
 
@@ -82,10 +100,16 @@ def pad_lines(tokens: np.ndarray, spans, bos: int, max_len: int) -> tuple[Tensor
 
 
 class LineBatches:
-    """``batch(step) -> (x, y, reset)`` over shuffled lines; reset is always True (no carry)."""
+    """``batch(step) -> (x, y, reset)`` over shuffled lines; reset is always True (no carry).
+
+    A DistributedSampler deals each epoch's shuffle to the ranks: rank ``rank`` of
+    ``world_size`` gets B / world_size lines of every batch, and the ranks' shares of batch i
+    are the lines of the one-process batch i.
+    """
 
     def __init__(self, tokens: np.ndarray, bos: int, eos: int, batch_size: int,
-                 seq_length: int, seed: int):
+                 seq_length: int, seed: int, rank: int = 0, world_size: int = 1):
+        assert batch_size % world_size == 0, "the global batch must split evenly over ranks"
         starts, ends = line_spans(tokens, eos)
         if len(starts) < batch_size:
             raise RnnkitError(
@@ -94,24 +118,30 @@ class LineBatches:
         self.tokens, self.spans = tokens, np.stack([starts, ends], axis=1)
         self.bos, self.batch_size, self.seq_length, self.seed = bos, batch_size, seq_length, seed
         self.windows_per_epoch = len(starts) // batch_size
+        self.rows_per_rank = batch_size // world_size
+        # its permutation is randperm seeded with seed + epoch; rank r takes every N-th line
+        self.sampler = DistributedSampler(range(len(starts)), num_replicas=world_size, rank=rank,
+                                          shuffle=True, seed=seed * 1_000_003, drop_last=True)
         self._order_epoch, self._order = -1, None
 
     def batch(self, step: int) -> tuple[Tensor, Tensor, bool]:
         epoch, i = divmod(step, self.windows_per_epoch)
         if epoch != self._order_epoch:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._order = torch.randperm(len(self.spans), generator=gen).numpy()
+            self.sampler.set_epoch(epoch)
+            self._order = np.array(list(self.sampler), dtype=np.int64)
             self._order_epoch = epoch
-        rows = self._order[i * self.batch_size:(i + 1) * self.batch_size]
+        rows = self._order[i * self.rows_per_rank:(i + 1) * self.rows_per_rank]
         x, y = pad_lines(self.tokens, self.spans[rows], self.bos, self.seq_length)
         return x, y, True
 
 
-def line_eval_batches(tokens: np.ndarray, bos: int, eos: int, batch_size: int):
+def line_eval_batches(tokens: np.ndarray, bos: int, eos: int, batch_size: int, rank: int = 0,
+                      world_size: int = 1):
     """All lines in order, ``batch_size`` at a time, as padded (x, y), none cut short: every
-    character and stop token is scored (training cuts lines at --seq-length)."""
+    character and stop token is scored (training cuts lines at --seq-length). Rank ``rank``
+    of ``world_size`` gets every world_size-th batch."""
     starts, ends = line_spans(tokens, eos)
     spans = np.stack([starts, ends], axis=1)
-    for i in range(0, len(spans), batch_size):
+    for i in range(rank * batch_size, len(spans), world_size * batch_size):
         chunk = spans[i:i + batch_size]
         yield pad_lines(tokens, chunk, bos, int((chunk[:, 1] - chunk[:, 0]).max()))

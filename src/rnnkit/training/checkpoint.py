@@ -4,8 +4,13 @@ The .pt file holds everything needed (the meta too), so one atomic rename makes 
 valid; the .json sidecar repeats the meta for people and tools that do not load torch.
 
     {"format_version": 1, "meta": {"kind", "config", "vocab" (lm) or "vocabs" and "tag_format"
-     (pair tasks), "step", "metrics"},
+     (pair tasks), "step", "metrics", "world_size"},
      "model": model.state_dict(), "trainer": {optimizer, rng, carried state, ...} or absent}
+
+``world_size`` is the number of training processes that wrote it (absent before it was
+recorded: 1). A multi-process run saves from rank 0 the global carried state (every rank's
+streams, in rank order, so any number of ranks can resume it) and "rng_ranks", each rank's
+generator states.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ class TrainConfig:
     seq_length: int = 128
     """T, steps per window (stream) or the longest line kept (lines)."""
     batch_size: int = 64
-    """B, parallel streams (stream) or lines (lines) per batch."""
+    """B, parallel streams (stream) or lines (lines) per batch; with N processes (torchrun,
+    --nproc) the global batch, B / N per process."""
     learning_rate: float = 3e-3
     """Peak AdamW learning rate."""
     lr_schedule: Literal["cosine", "step", "constant"] = "cosine"
@@ -106,6 +107,13 @@ class TrainConfig:
     eval_examples: int = 1000
     """seq2seq: val examples decoded at each evaluation for exact match, CER and BLEU
     (0 = all); generated vision tasks: examples in the val and test sets (0 = 1000)."""
+    dist_timeout: float = 600.0
+    """Multi-process training: seconds a process waits for the others at a collective before
+    it stops with an error (a process that hangs; one that dies is noticed at once). Rank 0
+    preparing a new corpus counts as waiting: raise it for corpora of gigabytes."""
+    dist_backend: Literal["auto", "nccl", "gloo"] = "auto"
+    """Multi-process training: torch.distributed backend; auto = nccl on CUDA (one GPU per
+    process), gloo on the CPU. gloo on CUDA lets processes share a GPU (for tests)."""
 
     def __post_init__(self):
         positive = ("seq_length", "batch_size", "max_steps", "eval_every", "log_every",
@@ -117,6 +125,9 @@ class TrainConfig:
             value = getattr(self, f.name)
             if isinstance(value, float) and math.isnan(value):
                 raise ValueError(f"{f.name} must be a number, got nan")
+        if not 0 < self.dist_timeout < math.inf:
+            raise ValueError(f"dist_timeout must be a positive number of seconds, got "
+                             f"{self.dist_timeout}")
         if not 0 < self.learning_rate < math.inf:
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
         if min(self.grad_clip, self.max_time, self.eval_max_chars, self.eval_examples,

@@ -11,6 +11,9 @@ A run folder holds:
 Resume is exact: the batch is a function of the step, and the checkpoint carries everything
 else that changes (weights, AdamW moments, RNG, the hidden state carried between windows, the
 partial loss average), so a resumed run repeats the uninterrupted run's losses bit for bit on CPU.
+
+Under torchrun the language model trains data-parallel (distributed.py): rank 0 alone writes
+the run folder, and the checkpoint holds the global carried state and every rank's RNG.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from ..layers.recurrent import detach_state
 from ..models.char_lm import CharLM, CharLMConfig
 from .checkpoint import KIND, load_checkpoint, save_checkpoint
 from .config import TrainConfig, to_dict
+from .distributed import Ranks, SameOnEveryRank, check_batch, session, share_of_mean_nll
 from .losses import loss_report, sequence_nll
 from .scheduled_sampling import IMPLEMENTATIONS
 from .schedules import lr_at, progress, teacher_forcing_prob
@@ -53,6 +57,7 @@ from .schedules import lr_at, progress, teacher_forcing_prob
 
 class Interrupted(RnnkitError):
     exit_code = 130
+    same_on_every_rank = True  # every rank stops at the same step: rank 0 alone says so
 
 
 class StopSignals:
@@ -136,12 +141,14 @@ def cap_split(tokens, cap: int, mode: str, vocab: CharVocab):
     return tokens[:end]
 
 
-def make_batches(cfg: TrainConfig, corpus: Corpus, tokens):
+def make_batches(cfg: TrainConfig, corpus: Corpus, tokens, ranks: Ranks = Ranks()):
+    """This rank's share (all, for one process) of every training batch."""
+    shard = (ranks.rank, ranks.world_size)
     if cfg.mode == "stream":
-        return StreamBatches(tokens, cfg.batch_size, cfg.seq_length)
+        return StreamBatches(tokens, cfg.batch_size, cfg.seq_length, *shard)
     v = corpus.vocab
     return LineBatches(tokens, v.id_of(BOS), v.id_of(EOS), cfg.batch_size, cfg.seq_length,
-                       cfg.seed)
+                       cfg.seed, *shard)
 
 
 def eval_batch_size(mode: str, batch_size: int) -> int:
@@ -153,46 +160,62 @@ def eval_batch_size(mode: str, batch_size: int) -> int:
 
 @torch.no_grad()
 def evaluate(model: CharLM, tokens, vocab: CharVocab, mode: str, batch_size: int,
-             seq_length: int) -> dict:
-    """Loss over every target of ``tokens``: {"loss" (nats/char), "bpc", "perplexity", "chars"}."""
+             seq_length: int, ranks: Ranks = Ranks()) -> dict:
+    """Loss over every target of ``tokens``: {"loss" (nats/char), "bpc", "perplexity", "chars"}.
+
+    With several ranks each scores its share of the streams (or line batches) and the sums are
+    added up, so every rank returns the same report."""
     was_training = model.training
     model.eval()
     device = model.head.weight.device
     total, count, state = 0.0, 0, None
+    shard = (ranks.rank, ranks.world_size)
     if mode == "stream":
-        batches = stream_eval_batches(tokens, batch_size, seq_length)
+        batches = stream_eval_batches(tokens, batch_size, seq_length, *shard)
     else:
-        batches = line_eval_batches(tokens, vocab.id_of(BOS), vocab.id_of(EOS), batch_size)
+        batches = line_eval_batches(tokens, vocab.id_of(BOS), vocab.id_of(EOS), batch_size,
+                                    *shard)
     for x, y in batches:
         logits, state = model(x.to(device), state if mode == "stream" else None)
         y = y.to(device)
         total += sequence_nll(logits, y, reduction="sum").item()
         count += int((y != IGNORE).sum())
     model.train(was_training)
-    return loss_report(total, count)
+    total, count = ranks.sum(total, count)
+    return loss_report(total, round(count))
 
 
 def train_step(model, optimizer, x, y, state, cfg: TrainConfig, bf16: bool = False,
-               eps: float = 1.0) -> tuple[float, tuple, bool]:
+               eps: float = 1.0, ddp=None) -> tuple[float, tuple, bool]:
     """One step. Teacher forcing (eps = 1): the inputs are the true text, the targets the same
     text shifted by one. eps < 1: scheduled sampling mixes in the model's own tokens.
 
     Returns (loss, detached state, ok). A non-finite loss or gradient norm skips the update
-    (ok = False), so one bad batch never reaches the weights.
+    (ok = False), so one bad batch never reaches the weights. ``ddp``: the model's
+    DistributedDataParallel forward (``Ranks.wrap``) in a multi-process run; x and y are then
+    this rank's rows, and the loss returned is the global batch's mean.
     """
-    forward = IMPLEMENTATIONS[cfg.ss_impl]
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits, state = forward(model, x, state, eps, cfg.ss_argmax, cfg.ss_skip)
-    loss = sequence_nll(logits.float(), y)
-    ok = apply_update(model, optimizer, loss, cfg.grad_clip)
+        if ddp is None:
+            forward = IMPLEMENTATIONS[cfg.ss_impl]
+            logits, state = forward(model, x, state, eps, cfg.ss_argmax, cfg.ss_skip)
+        else:
+            logits, state = ddp(x, state, eps)
+    if ddp is None:
+        loss = mean = sequence_nll(logits.float(), y)
+    else:
+        loss, mean = share_of_mean_nll(logits.float(), y)
+    ok = apply_update(model, optimizer, loss, cfg.grad_clip, mean)
     # detach: backprop stops at the window edge, but the state itself flows on
-    return loss.item(), detach_state(state), ok
+    return mean.item(), detach_state(state), ok
 
 
-def apply_update(model, optimizer, loss, grad_clip: float) -> bool:
-    """Backward, clip and step; False (weights untouched) for a non-finite loss or gradient."""
+def apply_update(model, optimizer, loss, grad_clip: float, mean=None) -> bool:
+    """Backward, clip and step; False (weights untouched) for a non-finite loss or gradient.
+    ``mean``: the value whose finiteness decides (the global loss of a multi-process step,
+    the same on every rank); ``loss`` by default."""
     optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
+    if not torch.isfinite(loss if mean is None else mean):
         return False
     loss.backward()
     max_norm = grad_clip if grad_clip > 0 else math.inf
@@ -221,6 +244,16 @@ class MetricsLog:
 
     def close(self) -> None:
         self.file.close()
+
+
+class NoMetrics:
+    """What ranks other than 0 hold instead of metrics.jsonl: rank 0 alone writes files."""
+
+    def write(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def parse_step(line: str) -> float:
@@ -266,14 +299,19 @@ class TrainerBase:
 
     kind = ""
     rate_unit = "chars"  # what ``_chars`` counts: throughput is logged as <unit>_per_sec
+    data_parallel = False  # whether the task trains under torchrun (distributed.py)
 
     def __init__(self, model_cfg, cfg: TrainConfig, out: str | Path,
                  resume: bool = False, log=None):
         if cfg.data is not None:  # absolute, so `rnnkit eval RUN` works from anywhere
             cfg = dataclasses.replace(cfg, data=str(Path(cfg.data).resolve()))
         self.cfg, self.out = cfg, Path(out)
+        self.dist = Ranks.current()
+        self._check_world()
         self.log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
-        self.device = resolve_device(cfg.device)
+        if not self.dist.is_main:  # rank 0 speaks for the run
+            self.log = lambda msg: None
+        self.device = self.dist.device(resolve_device(cfg.device))
         self.bf16 = use_bf16(cfg.precision, self.device)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
@@ -281,15 +319,24 @@ class TrainerBase:
         try:
             self._setup(model_cfg, resume)
         except BaseException:
-            if created and self.out.exists():  # a failed start leaves nothing behind
-                shutil.rmtree(self.out)
+            if created and self.out.exists() and self.dist.is_main:  # a failed start leaves
+                shutil.rmtree(self.out)  # nothing behind
             raise
 
+    def _check_world(self) -> None:
+        if not self.dist.distributed:
+            return
+        if not self.data_parallel:
+            raise SameOnEveryRank(f"multi-process training (torchrun, --nproc) supports --task "
+                                  f"lm only; train --task {self.cfg.task} in one process")
+        check_batch(self.cfg.batch_size, self.dist.world_size)
+
     def _setup(self, model_cfg, resume: bool) -> None:
-        payload = self._check_run_folder(resume)
+        payload = self.dist.run_on_main(lambda: self._check_run_folder(resume))
         if payload:
             check_same_run(payload["meta"]["config"], model_cfg, self.cfg)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
         self._build(model_cfg, payload)  # the task's data and model (sizes from the data)
         self.model_cfg = model_cfg
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.learning_rate,
@@ -297,11 +344,26 @@ class TrainerBase:
         self.run = RunState()
         if payload:
             self._restore(payload)
-            self.log(f"resuming {self.out} at step {self.run.step}")
+            self.log(f"resuming {self.out} at step {self.run.step}{self._world_change(payload)}")
         else:  # a step-0 checkpoint: a run killed before its first evaluation can --resume
             self._save("last", with_trainer=True)
-        atomic_write_json(self.out / "config.json", to_dict(model_cfg, self.cfg))
-        self.metrics = MetricsLog(self.out / "metrics.jsonl", self.run.step if payload else None)
+        if self.dist.is_main:
+            atomic_write_json(self.out / "config.json", to_dict(model_cfg, self.cfg))
+        self.metrics = self._open_metrics(self.run.step if payload else None)
+
+    def _open_metrics(self, keep_until: int | None):
+        if not self.dist.is_main:
+            return NoMetrics()
+        return MetricsLog(self.out / "metrics.jsonl", keep_until)
+
+    def _world_change(self, payload: dict) -> str:
+        """What a resume on another number of processes changes, for the log."""
+        saved, now = payload["meta"].get("world_size", 1), self.dist.world_size
+        if saved == now:
+            return ""
+        return (f", saved by {saved} process(es), now {now}: the same batches and carried "
+                "state (the global batch is kept); dropout and sampling draws differ (each rank "
+                "has its own random stream), and sums run in another order")
 
     def _check_run_folder(self, resume: bool) -> dict | None:
         last = self.out / "last.pt"
@@ -326,7 +388,8 @@ class TrainerBase:
         torch.set_rng_state(t["rng_cpu"])
         if torch.cuda.is_available() and t.get("rng_cuda"):
             torch.cuda.set_rng_state_all(t["rng_cuda"])
-        carried = t["carried"]
+        self.dist.restore_rng(t, self.cfg.seed, self.device)
+        carried = self.dist.own_rows(t["carried"])  # the checkpoint holds every rank's rows
         carried = tuple(s.to(self.device) for s in carried) if carried is not None else None
         self.run = RunState(t["step"], t["elapsed"], t["best_val"], t["loss_sum"],
                             t["loss_count"], carried, payload["meta"]["metrics"],
@@ -346,15 +409,17 @@ class TrainerBase:
         self.model.train()
         # a clock-limited run has no step total to show
         total = cfg.max_steps if cfg.max_time == 0 else None
-        bar = tqdm(total=total, initial=run.step, disable=None, file=sys.stderr,
-                   dynamic_ncols=True, unit="step")
+        bar = tqdm(total=total, initial=run.step, disable=None if self.dist.is_main else True,
+                   file=sys.stderr, dynamic_ncols=True, unit="step")
         t_start, elapsed0 = time.perf_counter(), run.elapsed
         self._rate_mark, self._chars = t_start, 0
         try:
             with StopSignals() as stop:
                 while True:
                     rates = self._one_step()
-                    run.elapsed = elapsed0 + time.perf_counter() - t_start
+                    # every rank must stop, and see the clock, at the same step
+                    stopping, run.elapsed = self.dist.agree(
+                        stop.signal is not None, elapsed0 + time.perf_counter() - t_start)
                     if rates is None:  # rolled back to an earlier step
                         bar.n = run.step
                         bar.refresh()
@@ -371,13 +436,15 @@ class TrainerBase:
                                         rate=f"{run.last_metrics[self.rate_key]:.0f}")
                     if last:
                         break
-                    if stop.signal:
+                    if stopping:
                         saved = self._save("last", with_trainer=True)
                         where = (f"saved {self.out / 'last.pt'}" if saved else
                                  "the weights were not finite, last.pt keeps the last good state")
+                        nproc = f" --nproc {self.dist.world_size}" if self.dist.distributed else ""
                         raise Interrupted(
-                            f"stopped by {stop.signal} at step {run.step}; {where}; continue "
-                            f"with: rnnkit train --out {self.out} --resume")
+                            f"stopped by {stop.signal or 'a signal to another process'} at step "
+                            f"{run.step}; {where}; continue with: rnnkit train --out {self.out} "
+                            f"--resume{nproc}")
         finally:
             bar.close()
             self.metrics.close()
@@ -414,14 +481,15 @@ class TrainerBase:
             raise RnnkitError(f"training keeps producing non-finite values (rolled back "
                               f"{old.rollbacks} times); lower --learning-rate or --grad-clip, "
                               "or check the data")
-        self._restore(load_checkpoint(self.out / "last.pt", map_location="cpu"))
+        self._restore(self.dist.run_on_main(
+            lambda: load_checkpoint(self.out / "last.pt", map_location="cpu")))
         restored = self.run
         restored.skipped, restored.rollbacks = old.skipped, old.rollbacks + 1
         restored.lr_scale = old.lr_scale / 2
         old.__dict__.update(vars(restored))  # in place: fit() holds this object
         self.run = run = old
         self.metrics.close()
-        self.metrics = MetricsLog(self.out / "metrics.jsonl", run.step)
+        self.metrics = self._open_metrics(run.step)
         self._save("last", with_trainer=True)  # a kill now resumes with the lowered rate
         self.log(f"warning: {self.cfg.max_bad_steps} steps in a row had a non-finite loss or "
                  f"gradient; rolled back to step {run.step} with the learning rate x{run.lr_scale}")
@@ -440,7 +508,8 @@ class TrainerBase:
         run.loss_sum, run.loss_count = 0.0, 0
         if evaluate_now:
             record.update(self._evaluate())
-            self._write_sample()
+            if self.dist.is_main:
+                self._write_sample()
             self.log(describe(record))
         run.last_metrics = record
         self.metrics.write(record)
@@ -461,7 +530,8 @@ class TrainerBase:
         """Characters (or the task's rate_unit) trained on, padding excluded, per second since
         the last record."""
         seconds = time.perf_counter() - self._rate_mark
-        return round(self._chars / seconds, 1) if seconds > 0 else 0.0
+        chars, = self.dist.sum(self._chars)  # every rank's
+        return round(chars / seconds, 1) if seconds > 0 else 0.0
 
     def _save(self, name: str, with_trainer: bool) -> bool:
         """Write NAME.pt/.json; False (nothing written) when the weights are not finite."""
@@ -471,21 +541,30 @@ class TrainerBase:
             self.log(f"warning: non-finite weights at step {run.step}; {name}.pt not written")
             return False
         meta = {"kind": self.kind, "config": to_dict(self.model_cfg, self.cfg),
-                **self._data_meta(), "step": run.step, "metrics": run.last_metrics}
-        trainer = None
-        if with_trainer:
-            trainer = {"optimizer": self.optimizer.state_dict(), "step": run.step,
-                       "elapsed": run.elapsed, "best_val": run.best_val,
-                       "loss_sum": run.loss_sum, "loss_count": run.loss_count,
-                       "skipped": run.skipped, "rollbacks": run.rollbacks,
-                       "bad_streak": run.bad_streak,
-                       "lr_scale": run.lr_scale,
-                       "carried": list(run.carried) if run.carried is not None else None,
-                       "rng_cpu": torch.get_rng_state(),
-                       "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
-                       else []}
-        save_checkpoint(self.out / f"{name}.pt", self.model.state_dict(), meta, trainer)
+                **self._data_meta(), "step": run.step, "metrics": run.last_metrics,
+                "world_size": self.dist.world_size}
+        trainer = self._trainer_state() if with_trainer else None  # collectives: every rank
+        if self.dist.is_main:
+            save_checkpoint(self.out / f"{name}.pt", self.model.state_dict(), meta, trainer)
         return True
+
+    def _trainer_state(self) -> dict:
+        run = self.run
+        carried = self.dist.gather_rows(run.carried)  # every rank's streams, in rank order
+        trainer = {"optimizer": self.optimizer.state_dict(), "step": run.step,
+                   "elapsed": run.elapsed, "best_val": run.best_val,
+                   "loss_sum": run.loss_sum, "loss_count": run.loss_count,
+                   "skipped": run.skipped, "rollbacks": run.rollbacks,
+                   "bad_streak": run.bad_streak,
+                   "lr_scale": run.lr_scale,
+                   "carried": list(carried) if carried is not None else None,
+                   "rng_cpu": torch.get_rng_state(),
+                   "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+                   else []}
+        ranks_rng = self.dist.rng_states(self.device)
+        if ranks_rng is not None:
+            trainer["rng_ranks"] = ranks_rng
+        return trainer
 
 
 class Trainer(TrainerBase):
@@ -493,18 +572,22 @@ class Trainer(TrainerBase):
     folder, then ``fit()`` trains it with stateful TBPTT."""
 
     kind = KIND
+    data_parallel = True
 
     def _build(self, model_cfg: CharLMConfig, payload: dict | None) -> None:
+        cfg = self.cfg
         vocab = CharVocab.from_json(payload["meta"]["vocab"]) if payload else None
-        corpus = load_corpus(self.cfg, self.out / "data", vocab)
+        # rank 0 encodes the corpus into the run folder; the others then read that cache
+        corpus = self.dist.main_first(lambda: load_corpus(cfg, self.out / "data", vocab))
         self.vocab = corpus.vocab
-        splits = corpus.split(self.cfg.val_frac, self.cfg.test_frac)
-        self.val_tokens = cap_split(splits["val"], self.cfg.eval_max_chars, self.cfg.mode,
-                                    self.vocab)
-        self.batches = make_batches(self.cfg, corpus, splits["train"])
+        splits = corpus.split(cfg.val_frac, cfg.test_frac)
+        self.val_tokens = cap_split(splits["val"], cfg.eval_max_chars, cfg.mode, self.vocab)
+        self.batches = make_batches(cfg, corpus, splits["train"], self.dist)
         model_cfg.vocab_size = len(self.vocab)
-        torch.manual_seed(self.cfg.seed)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = CharLM(model_cfg).to(self.device)
+        self.dist.seed(cfg.seed)
+        self.ddp = self.dist.wrap(self.model, cfg.ss_impl, cfg.ss_argmax, cfg.ss_skip)
 
     def _data_meta(self) -> dict:
         return {"vocab": self.vocab.to_json()}
@@ -515,7 +598,8 @@ class Trainer(TrainerBase):
         self._chars += int((y != IGNORE).sum())
         state = None if reset else run.carried
         loss, state, ok = train_step(self.model, self.optimizer, x.to(self.device),
-                                     y.to(self.device), state, self.cfg, self.bf16, eps)
+                                     y.to(self.device), state, self.cfg, self.bf16, eps,
+                                     self.ddp)
         # a skipped step's state may be non-finite: it must not flow into the next window
         run.carried = state if ok and self.cfg.mode == "stream" else None
         return loss, ok
@@ -525,7 +609,7 @@ class Trainer(TrainerBase):
             return {}
         cfg = self.cfg
         rep = evaluate(self.model, self.val_tokens, self.vocab, cfg.mode,
-                       eval_batch_size(cfg.mode, cfg.batch_size), cfg.seq_length)
+                       eval_batch_size(cfg.mode, cfg.batch_size), cfg.seq_length, self.dist)
         return {"val_loss": rep["loss"], "val_bpc": rep["bpc"], "val_ppl": rep["perplexity"]}
 
     def _write_sample(self) -> None:
@@ -554,12 +638,18 @@ def describe(record: dict) -> str:
 
 def train(model_cfg, cfg: TrainConfig, out: str | Path, resume: bool = False,
           log=None) -> dict:
-    """Python API for ``rnnkit train``: train into run folder ``out``; returns final metrics."""
-    if cfg.task == "lm":
-        return Trainer(model_cfg, cfg, out, resume, log).fit()
+    """Python API for ``rnnkit train``: train into run folder ``out``; returns final metrics.
+
+    Started by torchrun with several processes, each calls this and they train together."""
+    with session(resolve_device(cfg.device).type, cfg.dist_backend, cfg.dist_timeout):
+        return trainer_class(cfg.task)(model_cfg, cfg, out, resume, log).fit()
+
+
+def trainer_class(task: str) -> type[TrainerBase]:
+    if task == "lm":
+        return Trainer
     # the task trainers build on this module
     from .pair_trainer import PairTrainer
     from .vision_trainer import VisionTrainer
 
-    trainer = VisionTrainer if cfg.task in ("activity", "caption", "frames") else PairTrainer
-    return trainer(model_cfg, cfg, out, resume, log).fit()
+    return VisionTrainer if task in ("activity", "caption", "frames") else PairTrainer
