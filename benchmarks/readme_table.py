@@ -13,8 +13,12 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def rows() -> list[str]:
-    return (quality_rows() + [""] + scheduled_sampling_rows() + [""] + large_corpus_rows()
-            + [""] + beam_rows() + [""] + convlstm_rows())
+    tables = [quality_rows, throughput_rows, sampling_rows, serve_rows, ddp_rows,
+              scheduled_sampling_rows, large_corpus_rows, beam_rows, convlstm_rows]
+    out: list[str] = []
+    for table in tables:
+        out += table() + [""]
+    return out[:-1]
 
 
 def results(pattern: str):
@@ -31,6 +35,77 @@ def beam_rows() -> list[str]:
         lines.append(f"| `{path.name}`, {r['threads']} threads | {r['model']}, {r['batch']} "
                      f"sequences at once | {rate['greedy']:,.0f} seq/s | " + " | ".join(cells)
                      + " |")
+    return lines
+
+
+def throughput_rows() -> list[str]:
+    lines = ["| training (`bench_throughput.py`) | shape | chars/s | effective GFLOP/s "
+             "| of the fp32 GEMM rate | vs plain `nn.LSTM` fp32 |", "|---|---|---|---|---|---|"]
+    for path, r in results("throughput_*.json"):
+        gemm = ", ".join(f"{k} {v}" for k, v in r["gemm_gflops"].items())
+        for name, row in r["training"].items():
+            lines.append(
+                f"| `{path.name}` {name.replace('_', ' ')} | {r['model']}, B={r['batch']}, "
+                f"T={r['seq_length']}, {r.get('device', 'cpu')}, {r['threads']} threads "
+                f"(GEMM GFLOP/s: {gemm}) | {row['chars_per_sec']:,} | {row['effective_gflops']} "
+                f"| **{row['of_fp32_gemm']:.0%}** | {row['vs_plain_fp32']}x |")
+    return lines
+
+
+def sampling_rows() -> list[str]:
+    lines = ["| sampling (`bench_sampling.py`) | threads | plain `nn.LSTM` loop, batch 1 "
+             "| precision | batch 1 chars/s | vs plain | many streams, chars/s in all "
+             "| first char |",
+             "|---|---|---|---|---|---|---|---|"]
+    for path, r in results("sampling_*.json"):
+        for threads, row in r["by_threads"].items():
+            for precision in ("fp32", "bf16", "int8"):
+                if precision not in row:
+                    continue
+                p = row[precision]
+                lines.append(
+                    f"| `{path.name}`: {r['model']}, {r.get('device', 'cpu')} | {threads} "
+                    f"| {row['naive_nn_lstm_chars_per_sec']:,} | {precision} "
+                    f"| {p['batch1_chars_per_sec']:,} | **{p['batch1_vs_naive']}x** "
+                    f"| {r['streams']}: {p['streams_chars_per_sec']:,} "
+                    f"| {p['first_char_ms']} ms |")
+        if "likelihood" in r:
+            lk = r["likelihood"]
+            costs = ", ".join(f"{k.split('_')[0]} {v:+.4f}" for k, v in lk.items()
+                              if k.endswith("_minus_fp32"))
+            lines.append(f"| likelihood cost over {lk['text_chars']:,} val characters "
+                         f"| | fp32 {lk['fp32_nats_per_char']} nats/char | {costs} "
+                         "| | | | |")
+    return lines
+
+
+def ddp_rows() -> list[str]:
+    lines = ["| data-parallel training (`bench_ddp.py`) | model | 1 rank, 1 thread "
+             "| 1 rank, 2 threads | 2 ranks, 1 thread each | 2 ranks vs 1 rank, 1 thread |",
+             "|---|---|---|---|---|---|"]
+    for path, r in results("ddp_*.json"):
+        rate = r["chars_per_sec"]
+        lines.append(
+            f"| `{path.name}`: {r['device']}, {r['backend']}, {r['cpu_cores']} cores, "
+            f"torch {r['torch']} | {r['model']}, global B={r['global_batch']}, "
+            f"T={r['seq_length']} | {rate['1_rank_1_thread']:,} chars/s "
+            f"| {rate['1_rank_2_threads']:,} chars/s | {rate['2_ranks_1_thread_each']:,} chars/s "
+            f"| **{r['speedup_2_ranks_vs_1']}x** |")
+    return lines
+
+
+def serve_rows() -> list[str]:
+    lines = ["| playground load (`bench_serve.py`) | model | `--max-concurrent` | completed "
+             "| time to first char p50 / p99 | chars/s in all | health after |",
+             "|---|---|---|---|---|---|---|"]
+    for path, r in results("serve_*.json"):
+        for name, run in r["runs"].items():
+            t = run["ttfc_s"]
+            lines.append(
+                f"| `{path.name}`: {r['requests']} requests x {r['length']} chars, "
+                f"{r['machine']} | {r['model']} | {name.rsplit('_', 1)[-1]} "
+                f"| {run['completed']} ({run['errors']} errors) | {t['p50']} s / {t['p99']} s "
+                f"| {run['chars_per_sec']:,} | {run['health_after'].get('status')} |")
     return lines
 
 

@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from ..errors import RnnkitError
-from . import demo, evaluate, export, predict, sample, train
+from . import demo, evaluate, export, predict, sample, serve, train, visualize
 
 COMMANDS = {"train": train, "sample": sample, "predict": predict, "eval": evaluate,
-            "export": export, "demo": demo}
+            "export": export, "demo": demo, "serve": serve, "visualize": visualize}
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,0 +1,432 @@
+"""The playground's web app: one page, a health check, streamed generation, hidden units.
+
+    app = create_app(model, vocab, meta, Limits(max_concurrent=2))
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+
+Routes (every error is JSON, ``{"error": "..."}``, with a 4xx/5xx status):
+    GET  /             the page (self-contained: it loads nothing from anywhere else)
+    GET  /api/health   {"status": "ok"}
+    GET  /api/info     the model's shape, the features units can be ranked by, the limits
+    POST /api/generate {"prompt", "length", "temperature", "top_k", "top_p", "argmax", "seed",
+                        "top", "watch"} -> NDJSON, one record per character (see ``stream``)
+    POST /api/units    {"text", "layer", "state", "unit"} or {"text", "rank": FEATURE}
+                       -> one unit's activation per character (and the ranking)
+
+The model is loaded once and shared. Generations run on a pool of ``max_concurrent`` worker
+threads, never on the event loop; requests beyond that wait in a bounded queue, first come,
+first served, and are refused with 503 when it is full or their wait runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from importlib.resources import files
+from typing import Literal
+
+import torch
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+
+from ..data.vocab import EOS
+from ..decoding import SamplingConfig
+from ..errors import RnnkitError
+from .generation import records
+from .units import FEATURES, check_text, collect, rank_units, state_names
+
+NDJSON = "application/x-ndjson"
+# the page may talk to its own server and nothing else, whatever it ends up displaying
+CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+       "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'")
+
+
+@dataclass
+class Limits:
+    max_prompt_chars: int = 4000
+    """Longest prompt (and, plus max_length, the longest text for /api/units)."""
+    max_length: int = 2000
+    """Most characters one request may generate."""
+    max_concurrent: int = 4
+    """Generations (and unit analyses) running at once; each holds a worker thread."""
+    max_waiting: int = 64
+    """Requests queued for a worker; more get 503 at once."""
+    queue_timeout_s: float = 30.0
+    """A queued request that gets no worker within this gets 503."""
+    timeout_s: float = 60.0
+    """A generation still running after this ends with an error record."""
+    max_body_bytes: int = 1 << 20
+    """Largest request body."""
+
+    def __post_init__(self):
+        for name, value in asdict(self).items():
+            if not value > 0 and not (name == "max_waiting" and value == 0):
+                raise RnnkitError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Waiter:
+    loop: asyncio.AbstractEventLoop
+    event: asyncio.Event
+
+
+class Slots:
+    """At most ``capacity`` jobs at once, and at most ``max_waiting`` requests in line for a
+    slot, first come, first served. A job ends on its worker thread: ``leave`` hands the slot
+    straight to the next in line, waking it on its own event loop."""
+
+    def __init__(self, capacity: int, max_waiting: int):
+        self._lock = threading.Lock()
+        self.capacity, self.max_waiting, self.running = capacity, max_waiting, 0
+        self.queue: deque[Waiter] = deque()
+
+    async def enter(self, timeout: float) -> None:
+        """Take a slot, waiting at most ``timeout`` seconds; 503 when the line is full or
+        the wait runs out."""
+        waiter = self._join()
+        try:
+            await asyncio.wait_for(waiter.event.wait(), timeout)
+        except asyncio.TimeoutError:
+            if self._withdraw(waiter):
+                raise ApiError(503, busy_message(self)) from None
+            # the slot came just as the wait ran out: keep it
+        except BaseException:
+            if not self._withdraw(waiter):
+                self.leave()  # granted, but nobody will use it: pass it on
+            raise
+
+    def _join(self) -> Waiter:
+        waiter = Waiter(asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            if self.running < self.capacity and not self.queue:
+                self.running += 1
+                waiter.event.set()
+            elif len(self.queue) >= self.max_waiting:
+                raise ApiError(503, busy_message(self))
+            else:
+                self.queue.append(waiter)
+        return waiter
+
+    def _withdraw(self, waiter: Waiter) -> bool:
+        """Leave the line; False when the waiter already holds a slot."""
+        with self._lock:
+            if waiter in self.queue:
+                self.queue.remove(waiter)
+                return True
+            return False
+
+    def leave(self) -> None:
+        with self._lock:
+            while self.queue:
+                waiter = self.queue.popleft()
+                try:
+                    waiter.loop.call_soon_threadsafe(waiter.event.set)
+                    return  # the slot changes hands: running stays the same
+                except RuntimeError:  # that request's event loop is gone
+                    continue
+            self.running -= 1
+
+
+def busy_message(slots: Slots) -> str:
+    return (f"busy: {slots.running} generation(s) running and {len(slots.queue)} waiting; "
+            "retry in a few seconds")
+
+
+# Request bodies. extra="forbid": a misspelt or unknown field is an error, never ignored.
+
+class UnitRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    layer: int = 0
+    state: Literal["h", "c"] = "h"
+    """h, or an LSTM's cell state c (shown as tanh(c))."""
+    unit: int = 0
+
+
+class GenerateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = ""
+    length: int = 200
+    """Characters to generate (fewer in lines mode, where <eos> ends the line)."""
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    argmax: bool = False
+    seed: int | None = None
+    """None: a random seed, reported in the last record."""
+    top: int = 5
+    """Alternatives per character."""
+    watch: UnitRef | None = None
+    """A unit whose activation each record carries as "act"."""
+
+
+class UnitsBody(UnitRef):
+    text: str
+    rank: str | None = None
+    """A feature (see FEATURES): rank the units by it and show the best one."""
+    top: int = 10
+    """Units in the ranking."""
+
+
+def create_app(model, vocab, meta: dict, limits: Limits | None = None) -> FastAPI:
+    """The app for one loaded language model (in eval mode). ``/docs`` and the OpenAPI schema
+    are off: the page is the interface, and it must not load anything from a CDN."""
+    limits = limits or Limits()
+    app = FastAPI(title="rnnkit", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.slots = Slots(limits.max_concurrent, limits.max_waiting)
+    app.state.pool = ThreadPoolExecutor(limits.max_concurrent, thread_name_prefix="rnnkit")
+    add_error_handlers(app, limits)
+    add_routes(app, Server(model, vocab, meta, limits, app.state.slots, app.state.pool))
+    return app
+
+
+class BodyLimit:
+    """Refuse a request whose declared body is too large before reading any of it (a plain
+    ASGI middleware: Starlette's decorator form would buffer the streamed responses)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            size = headers.get(b"content-length", b"0")
+            if b"transfer-encoding" in headers:  # a chunked body has no size to check
+                response = error(411, "send the body with a Content-Length header")
+                return await response(scope, receive, send)
+            if not size.isdigit() or int(size) > self.limit:
+                response = error(413, f"the request body must be at most {self.limit} bytes")
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def add_error_handlers(app: FastAPI, limits: Limits) -> None:
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request, exc: ApiError):
+        return error(exc.status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(request, exc: RequestValidationError):
+        return error(422, validation_message(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc: HTTPException):
+        return error(exc.status_code, str(exc.detail).lower())
+
+    @app.exception_handler(Exception)
+    async def server_error(request, exc: Exception):
+        return error(500, f"internal error ({type(exc).__name__}: {exc})")
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def validation_message(errors) -> str:
+    """One sentence for pydantic's first complaint about a request body."""
+    err = errors[0]
+    where = ".".join(str(part) for part in err["loc"][1:])
+    if err["type"] == "json_invalid":
+        return f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})"
+    if err["type"] == "extra_forbidden":
+        return f"unknown field {where!r}; see GET /api/info for the accepted fields"
+    if not where or err["type"] == "model_attributes_type":
+        return 'the body must be a JSON object, e.g. {"prompt": "The ", "length": 200}'
+    return f"{where}: {err['msg'][0].lower()}{err['msg'][1:]}"
+
+
+class Server:
+    """What the routes share: the model, its vocabulary, the limits and the worker pool."""
+
+    def __init__(self, model, vocab, meta, limits: Limits, slots: Slots, pool):
+        self.model, self.vocab, self.meta, self.limits = model, vocab, meta, limits
+        self.slots, self.pool = slots, pool
+        self.states = state_names(model)
+        self.page = files("rnnkit.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+    def info(self) -> dict:
+        c = self.model.config
+        return {"model": {"cell": c.cell, "layers": c.num_layers, "hidden_size": c.hidden_size,
+                          "vocab_size": c.vocab_size, "step": self.meta.get("step"),
+                          "mode": "lines" if EOS in self.vocab.specials else "stream"},
+                "states": list(self.states), "features": list(FEATURES),
+                "limits": asdict(self.limits),
+                "load": {"running": self.slots.running, "waiting": len(self.slots.queue)},
+                "fields": {"generate": list(GenerateBody.model_fields),
+                           "units": list(UnitsBody.model_fields)}}
+
+    def check_unit(self, ref: UnitRef) -> tuple[int, int, int]:
+        c = self.model.config
+        if not 0 <= ref.layer < c.num_layers:
+            raise ApiError(422, f"layer must be in [0, {c.num_layers - 1}], got {ref.layer}")
+        if ref.state not in self.states:
+            raise ApiError(422, f"state must be one of {', '.join(self.states)} for a "
+                                f"{c.cell} model, got {ref.state!r}")
+        if not 0 <= ref.unit < c.hidden_size:
+            raise ApiError(422, f"unit must be in [0, {c.hidden_size - 1}], got {ref.unit}")
+        return ref.layer, self.states.index(ref.state), ref.unit
+
+    def sampling(self, body: GenerateBody) -> SamplingConfig:
+        lim = self.limits
+        if not 1 <= body.length <= lim.max_length:
+            raise ApiError(422, f"length must be in [1, {lim.max_length}], got {body.length}")
+        if len(body.prompt) > lim.max_prompt_chars:
+            raise ApiError(422, f"prompt must be at most {lim.max_prompt_chars} characters, "
+                                f"got {len(body.prompt)}")
+        if not 1 <= body.top <= 20:
+            raise ApiError(422, f"top must be in [1, 20], got {body.top}")
+        if body.seed is not None and not 0 <= body.seed < 2**63:
+            raise ApiError(422, f"seed must be in [0, 2**63), got {body.seed}")
+        try:
+            check_text(self.vocab, body.prompt, "prompt", newline_ends_line=False)
+            # the sampler's own checks, worded for flags: name the JSON fields instead
+            return SamplingConfig(body.temperature, body.top_k, body.top_p, body.argmax)
+        except RnnkitError as e:
+            message = str(e).replace("--top-", "top_").replace("--", "").split("; use e.g.")[0]
+            raise ApiError(422, message) from None
+
+    async def generate(self, body: GenerateBody) -> ClosingStream:
+        cfg = self.sampling(body)
+        watch = self.check_unit(body.watch) if body.watch else None
+        seed = secrets.randbelow(2**31) if body.seed is None else body.seed
+        await self.slots.enter(self.limits.queue_timeout_s)
+        loop, queue, stop = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
+
+        def push(item) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the event loop is gone: nobody is listening
+                stop.set()
+
+        job = (body.prompt, body.length, cfg, seed, body.top, watch)
+        self.pool.submit(self.work, job, push, stop)
+        return ClosingStream(stream(queue, stop), media_type=NDJSON,
+                             headers={"Cache-Control": "no-store"})
+
+    def work(self, job, push, stop: threading.Event) -> None:
+        """Runs on a worker thread: records into ``push`` until done, stopped or timed out."""
+        prompt, length, cfg, seed, top, watch = job
+        start, count = time.monotonic(), 0
+        try:
+            gen = torch.Generator(next(self.model.parameters()).device).manual_seed(seed)
+            for record in records(self.model, self.vocab, prompt, length, cfg, gen, top, watch):
+                if stop.is_set():
+                    return
+                if time.monotonic() - start > self.limits.timeout_s:
+                    push({"error": f"timed out after {self.limits.timeout_s:g} s and {count} "
+                                   "characters; ask for fewer characters"})
+                    return
+                push(record)
+                count += 1
+            push({"done": True, "chars": count, "seed": seed,
+                  "seconds": round(time.monotonic() - start, 3)})
+        except Exception as e:  # noqa: BLE001  the client gets the reason, the server lives
+            push({"error": f"generation failed: {type(e).__name__}: {e}"})
+        finally:
+            push(END)
+            self.slots.leave()
+
+    async def units(self, body: UnitsBody) -> dict:
+        limit = self.limits.max_prompt_chars + self.limits.max_length
+        if len(body.text) > limit:
+            raise ApiError(422, f"text must be at most {limit} characters, got {len(body.text)}")
+        if not 1 <= body.top <= 100:
+            raise ApiError(422, f"top must be in [1, 100], got {body.top}")
+        if body.rank is not None and body.rank not in FEATURES:
+            raise ApiError(422, f"rank must be one of {', '.join(FEATURES)}, got {body.rank!r}")
+        if not body.text:
+            raise ApiError(422, "text is empty; send some text to read")
+        ref = self.check_unit(body)
+        try:
+            check_text(self.vocab, body.text, "text")
+        except RnnkitError as e:
+            raise ApiError(422, str(e)) from None
+        await self.slots.enter(self.limits.queue_timeout_s)
+        future = self.pool.submit(self.analyse, body, ref)
+        future.add_done_callback(lambda _: self.slots.leave())
+        return await asyncio.wrap_future(future)
+
+    def analyse(self, body: UnitsBody, ref: tuple[int, int, int]) -> dict:
+        acts = collect(self.model, self.vocab, body.text)
+        ranking = rank_units(acts, body.rank, body.top) if body.rank else []
+        layer, s, unit = ref
+        if ranking:  # show the best unit
+            best = ranking[0]
+            layer, s, unit = best["layer"], self.states.index(best["state"]), best["unit"]
+        note = (f"{body.rank} does not vary over this text, so no unit can track it"
+                if body.rank and not ranking else None)
+        return {"layer": layer, "state": self.states[s], "unit": unit, "note": note,
+                "activations": [round(float(v), 4) for v in acts.values[:, layer, s, unit]],
+                "probs": [round(float(p), 4) for p in acts.probs],
+                "ranking": ranking, "feature": body.rank}
+
+
+END = object()  # the worker's last item
+
+
+class ClosingStream(StreamingResponse):
+    """Closes its body iterator however the response ends, so that a client that goes away
+    stops its generation at once, not when the garbage collector gets to the iterator."""
+
+    async def stream_response(self, send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            await self.body_iterator.aclose()
+
+
+async def stream(queue: asyncio.Queue, stop: threading.Event):
+    """NDJSON lines, sent as soon as they are ready: whatever has piled up goes out as one
+    chunk, so a slow reader costs fewer writes, never more latency."""
+    try:
+        while True:
+            items = [await queue.get()]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            lines = [json.dumps(i, ensure_ascii=False) + "\n" for i in items if i is not END]
+            if lines:
+                yield "".join(lines)
+            if items[-1] is END:
+                return
+    finally:
+        stop.set()  # the client left (or all is sent): the worker stops at its next character
+
+
+def add_routes(app: FastAPI, server: Server) -> None:
+    headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+               "Cache-Control": "no-store"}
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        return HTMLResponse(server.page, headers=headers)
+
+    @app.get("/api/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/api/info")
+    async def info():
+        return server.info()
+
+    @app.post("/api/generate")
+    async def generate(body: GenerateBody):
+        return await server.generate(body)
+
+    @app.post("/api/units")
+    async def units(body: UnitsBody):
+        return await server.units(body)

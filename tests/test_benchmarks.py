@@ -1,0 +1,68 @@
+"""The speed benchmarks run end to end on tiny shapes and report what their tables read.
+
+Only that they run and what their JSON holds is checked here; the numbers themselves are
+measured on purpose, by hand (benchmarks/README.md), never asserted in a test.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+@pytest.fixture(autouse=True)
+def importable(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_sampling_benchmark_reports_every_precision(tmp_path, capsys):
+    import bench_sampling
+    save = tmp_path / "sampling.json"
+    result = bench_sampling.main(["--hidden", "16", "--length", "40", "--streams", "4",
+                                  "--threads", "1", "--repeats", "1", "--save", str(save)])
+    row = result["by_threads"]["1"]
+    assert row["naive_nn_lstm_chars_per_sec"] > 0
+    for precision in ("fp32", "bf16"):
+        assert row[precision]["batch1_chars_per_sec"] > 0
+        assert row[precision]["streams_chars_per_sec"] > 0
+        assert row[precision]["first_char_ms"] > 0
+    assert json.loads(save.read_text()) == result
+    assert json.loads(capsys.readouterr().out) == result
+
+
+def test_sampling_benchmark_measures_the_likelihood_cost(tmp_path, hamlet):
+    import rnnkit
+    model_cfg, cfg = rnnkit.configs(preset="tiny", train={"data": str(hamlet), "max_steps": 5})
+    rnnkit.train(model_cfg, cfg, out=tmp_path / "run", log=lambda m: None)
+    import bench_sampling
+    result = bench_sampling.main(["--checkpoint", str(tmp_path / "run"), "--text", str(hamlet),
+                                  "--text-chars", "600", "--length", "20", "--streams", "2",
+                                  "--threads", "1", "--repeats", "1"])
+    likelihood = result["likelihood"]
+    assert 0 < likelihood["fp32_nats_per_char"] < 5
+    assert abs(likelihood["bf16_minus_fp32"]) < 0.1
+
+
+def test_throughput_benchmark_counts_flops_and_compares(capsys):
+    import bench_throughput
+    result = bench_throughput.main(["--hidden", "16", "--batch", "4", "--seq", "8",
+                                    "--steps", "1", "--rounds", "1", "--gemm-size", "64"])
+    # 2x16 LSTM, embed 64, vocab 65: 3 * (2*4*16*(64+16) + 2*4*16*32 + 2*16*65)
+    assert result["flops_per_char"] == 3 * (2 * 4 * 16 * 80 + 2 * 4 * 16 * 32 + 2 * 16 * 65)
+    rows = result["training"]
+    assert rows["plain_nn_lstm_fp32"]["vs_plain_fp32"] == 1.0
+    assert all(r["chars_per_sec"] > 0 and r["effective_gflops"] > 0 for r in rows.values())
+    assert result["gemm_gflops"]["fp32"] > 0
+
+
+def test_readme_table_renders_every_saved_result():
+    import readme_table
+    text = "\n".join(readme_table.rows())
+    for path in (BENCHMARKS / "results").glob("*.json"):
+        assert f"`{path.name}" in text, f"{path.name} has no row in the README's tables"
