@@ -25,7 +25,7 @@ from rnnkit.api import load
 from rnnkit.data.pairs import BOS, EOS, collate, parse_examples, read_lines
 from rnnkit.data.synthetic import number_words_lines
 from rnnkit.decoding import beam_search, greedy_decode
-from rnnkit.tasks import chunks
+from rnnkit.tasks import chunks, decoder_step
 
 
 def parse_args(argv=None):
@@ -69,8 +69,8 @@ def main(argv=None) -> dict:
         test = write_pairs(Path(tmp) / "test.tsv", args.sequences, seed=1)
         examples, _ = parse_examples(read_lines(test), "seq2seq")
         timings, lengths = {}, {}
-        # 0: the greedy loop; -1: the same through the model's sequence kernel, one call per
-        # token (what decoding cost before the single-step path)
+        # 0: the greedy loop as rnnkit predict runs it; -1: always through the model's
+        # sequence kernel, one call per token
         beams = [-1, 0] + [int(b) for b in args.beams.split(",")]
         for beam in beams:
             name = {-1: "greedy_kernel_step", 0: "greedy"}.get(beam, f"beam_{beam}")
@@ -100,7 +100,7 @@ def decode_all(model, vocabs, examples, batch: int, beam: int, max_length: int) 
     for part in chunks(examples, batch):
         b = collate(part, vocabs, "seq2seq")
         state = model.encode(b["src"], b["src_len"])
-        step = model.step if beam < 0 else model.stepper()
+        step = model.step if beam < 0 else decoder_step(model, len(part))
         if beam <= 0:
             out += greedy_decode(step, state, len(part), bos, eos, max_length)
         else:

@@ -23,6 +23,8 @@ from rnnkit.serve import units
 from rnnkit.serve.app import Limits, create_app
 from rnnkit.serve.units import Activations, collect, layer_values, rank_units
 
+from .test_cli import error_of
+
 with warnings.catch_warnings():  # starlette prefers the httpx2 fork; httpx works the same
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
@@ -417,14 +419,6 @@ def test_ranking_on_known_activations():
 
 
 # ------------------------------------------------------------------------ the command line
-
-def error_of(capsys, argv) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code != 0
-    assert err.startswith("rnnkit: error: ") and "\n" not in err, err
-    return err
-
 
 def test_visualize_writes_a_page_and_a_png(run_dir, tmp_path, capsys):
     text = tmp_path / "text.txt"

@@ -30,7 +30,7 @@ from ..errors import RnnkitError
 from ..models import MODELS
 from ..training.config import TrainConfig, build_configs, check_keys, preset_names, read_toml
 from ..training.distributed import backend_for, check_batch, launched_rank, launched_world_size
-from ..training.loop import train
+from ..training.loop import COMPILE_WITH_DDP, train
 from .args import add_dataclass_arguments, as_flags, overrides
 
 # exit codes of a training process that printed its own "rnnkit: error:" line
@@ -154,6 +154,8 @@ def check_launch(nproc: int, cfg: TrainConfig) -> None:
         raise RnnkitError(f"--nproc supports --task lm only; train --task {cfg.task} without "
                           "it")
     check_batch(cfg.batch_size, nproc)
+    if cfg.compile:
+        raise RnnkitError(COMPILE_WITH_DDP)
     cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     backend = backend_for("cuda" if cuda else "cpu", cfg.dist_backend)
     if backend == "nccl" and torch.cuda.device_count() < nproc:

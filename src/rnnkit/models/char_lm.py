@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..layers.cells import State, init_forget_bias
 from ..layers.recurrent import Recurrent
-from ..layers.recurrent_step import RecurrentStep
+from ..layers.recurrent_step import Affine, RecurrentStep
 from .checks import check_config
 
 
@@ -91,11 +91,13 @@ class CharLM(nn.Module):
                 return logits[:, -1], state
             return step
         rnn = RecurrentStep(self.rnn, self.embed, precision)
+        with torch.no_grad():
+            head = Affine(self.head.weight, self.head.bias, precision)
 
         @torch.no_grad()
         def step(tokens, state):
             out, state = rnn(tokens, state)
-            return self.head(self.mlp(out)), state
+            return head(self.mlp(out)), state
         return step
 
     def init_state(self, batch_size: int) -> State:

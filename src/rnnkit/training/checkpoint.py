@@ -7,6 +7,10 @@ valid; the .json sidecar repeats the meta for people and tools that do not load 
      (pair tasks), "step", "metrics", "world_size"},
      "model": model.state_dict(), "trainer": {optimizer, rng, carried state, ...} or absent}
 
+"model" is always the plain module's state_dict (never a torch.compile wrapper's, whose keys
+carry an ``_orig_mod.`` prefix). Under --precision fp16 "trainer" also holds "scaler", the
+gradient scaler's state_dict (its scale and growth tracker), and "overflows".
+
 ``world_size`` is the number of training processes that wrote it (absent before it was
 recorded: 1). A multi-process run saves from rank 0 the global carried state (every rank's
 streams, in rank order, so any number of ranks can resume it) and "rng_ranks", each rank's

@@ -77,9 +77,13 @@ class TrainConfig:
     """Characters sampled at each evaluation (kept in RUN_DIR/samples)."""
     threads: int = 0
     """torch intra-op threads on CPU; 0 = torch's default (one per core)."""
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"
-    """Training forward pass in fp32 or bf16 autocast (weights, optimizer and evaluation stay
-    fp32); auto = bf16 where the CPU or GPU supports it natively."""
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
+    """Training forward pass in fp32, bf16 autocast, or fp16 autocast with a gradient scaler
+    (CUDA only: GPUs without bf16, such as V100 and T4); weights, optimizer and evaluation stay
+    fp32. auto = bf16 where the CPU or GPU supports it natively, else fp32 (never fp16)."""
+    compile: bool = False
+    """Compile the model's training forward with torch.compile (evaluation, sampling and
+    checkpoints use the plain module); one process only, not seq2seq or caption."""
     scheduled_sampling: Literal["none", "linear", "exponential", "inverse_sigmoid",
                                 "constant"] = "none"
     """Decay of the teacher-forcing probability eps over steps i (Bengio et al. 2015): linear
@@ -135,12 +139,18 @@ class TrainConfig:
             raise ValueError("grad_clip, max_time, eval_max_chars, eval_examples and "
                              "warmup_steps must be >= 0 (0 disables)")
         check_schedule(self.scheduled_sampling, self.ss_k, self.ss_c, self.ss_min)
+        if self.compile and self.task in NOT_COMPILED:
+            # their training forward is model.encode/decode, not the module's own forward
+            raise ValueError(f"compile does not apply to --task {self.task} (its training "
+                             "forward is the encoder and decoder, not one module call); drop "
+                             "--compile")
         if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1
                 and self.val_frac + self.test_frac < 1):
             raise ValueError(f"val_frac and test_frac must be in [0, 1) and sum to < 1, got "
                              f"{self.val_frac} and {self.test_frac}")
 
 
+NOT_COMPILED = ("seq2seq", "caption")
 SS_DEFAULT_K = {"linear": 1.0, "exponential": 0.999, "inverse_sigmoid": 200.0, "constant": 0.75}
 
 
@@ -231,6 +241,8 @@ def coerce(cls, values: dict) -> dict:
             raise ValueError(f"{key} must be one of {get_args(hint)}, got {value!r}")
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        elif hint is bool and not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}")
         elif hint in (int, float, str) and not isinstance(value, hint):
             raise ValueError(f"{key} must be {hint.__name__}, got {value!r}")
         out[key] = value

@@ -14,11 +14,19 @@ partial loss average), so a resumed run repeats the uninterrupted run's losses b
 
 Under torchrun the language model trains data-parallel (distributed.py): rank 0 alone writes
 the run folder, and the checkpoint holds the global carried state and every rank's RNG.
+
+Precision: fp32, bf16 autocast, or fp16 autocast with a gradient scaler (CUDA only). Under
+fp16 a step whose scaled gradients overflow is the scaler's business, not a fault: it skips
+that update and halves its scale, and the step counts in ``overflow_steps``, never toward the
+--max-bad-steps streak. Only a non-finite loss (as in fp32 and bf16), or an overflow once the
+scale is already below 1 (scaling down further cannot help), is a bad step. The scaler's
+state is saved in last.pt, so resume stays exact.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 import shutil
@@ -49,7 +57,14 @@ from ..layers.recurrent import detach_state
 from ..models.char_lm import CharLM, CharLMConfig
 from .checkpoint import KIND, load_checkpoint, save_checkpoint
 from .config import TrainConfig, to_dict
-from .distributed import Ranks, SameOnEveryRank, check_batch, session, share_of_mean_nll
+from .distributed import (
+    Ranks,
+    SameOnEveryRank,
+    check_batch,
+    first_line,
+    session,
+    share_of_mean_nll,
+)
 from .losses import loss_report, sequence_nll
 from .scheduled_sampling import IMPLEMENTATIONS
 from .schedules import lr_at, progress, teacher_forcing_prob
@@ -98,6 +113,21 @@ class RunState:
     bad_streak: int = 0  # of them, in a row just now
     rollbacks: int = 0
     lr_scale: float = 1.0  # halved at every rollback
+    overflows: int = 0  # fp16 steps the gradient scaler skipped (not bad steps)
+
+
+class Update(enum.Enum):
+    """What ``apply_update`` did with a step. True only when the weights were updated."""
+    APPLIED = "applied"
+    OVERFLOW = "overflow"  # fp16: the scaler skipped it and lowered its scale
+    BAD = "bad"  # a non-finite loss or gradient: skipped, counts toward --max-bad-steps
+
+    def __bool__(self) -> bool:
+        return self is Update.APPLIED
+
+
+# below this the fp16 scale is no longer what overflows: the gradients themselves do
+MIN_SCALE = 1.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,6 +146,53 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision == "fp16" and device.type != "cuda":
+        raise SameOnEveryRank("--precision fp16 needs --device cuda (CPU float16 autocast has "
+                              "no LSTM kernel); on the CPU use --precision bf16 or fp32")
+
+
+def make_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """fp16's gradient scaler; a disabled one (a no-op, nothing saved) otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def autocast(device: torch.device, bf16: bool, scaler=None):
+    """The training forward's autocast: fp16 when a gradient scaler is active (it exists only
+    for fp16), else bf16 or none."""
+    fp16 = scaler is not None and scaler.is_enabled()
+    return torch.autocast(device.type, dtype=torch.float16 if fp16 else torch.bfloat16,
+                          enabled=fp16 or bf16)
+
+
+def to_device(batch, device: torch.device):
+    """A batch (a tensor, or a dict of them) on ``device``. A CPU tensor bound for CUDA goes
+    through pinned memory without blocking, so the copy overlaps the GPU's queued work; on the
+    CPU a tensor comes back as it is."""
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if device.type == "cuda" and batch.device.type == "cpu":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
+
+
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model's compiled forward, for training only. dynamic=True: the kernels do not
+    depend on which batch shapes came first, so a resumed run compiles the same ones."""
+    return torch.compile(model, dynamic=True)
+
+
+def compile_failure(e: BaseException) -> str | None:
+    """One error line for a torch.compile failure (no C++ compiler, no Triton), else None."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    if not isinstance(e, BackendCompilerFailed):
+        return None
+    return (f"--compile failed: torch.compile could not build the model "
+            f"({first_line(getattr(e, 'inner_exception', None) or e)}); install a C++ "
+            "compiler (CPU) or Triton (CUDA), or go on without it: --resume --no-compile")
 
 
 def load_text(cfg: TrainConfig) -> tuple[bytes, str]:
@@ -186,16 +263,17 @@ def evaluate(model: CharLM, tokens, vocab: CharVocab, mode: str, batch_size: int
 
 
 def train_step(model, optimizer, x, y, state, cfg: TrainConfig, bf16: bool = False,
-               eps: float = 1.0, ddp=None) -> tuple[float, tuple, bool]:
+               eps: float = 1.0, ddp=None, scaler=None) -> tuple[float, tuple, Update]:
     """One step. Teacher forcing (eps = 1): the inputs are the true text, the targets the same
     text shifted by one. eps < 1: scheduled sampling mixes in the model's own tokens.
 
-    Returns (loss, detached state, ok). A non-finite loss or gradient norm skips the update
-    (ok = False), so one bad batch never reaches the weights. ``ddp``: the model's
-    DistributedDataParallel forward (``Ranks.wrap``) in a multi-process run; x and y are then
-    this rank's rows, and the loss returned is the global batch's mean.
+    Returns (loss, detached state, outcome). A non-finite loss or gradient norm skips the
+    update (the outcome is false), so one bad batch never reaches the weights. ``ddp``: the
+    model's DistributedDataParallel forward (``Ranks.wrap``) in a multi-process run; x and y
+    are then this rank's rows, and the loss returned is the global batch's mean. ``scaler``:
+    fp16's gradient scaler (the forward then runs under fp16 autocast).
     """
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+    with autocast(x.device, bf16, scaler):
         if ddp is None:
             forward = IMPLEMENTATIONS[cfg.ss_impl]
             logits, state = forward(model, x, state, eps, cfg.ss_argmax, cfg.ss_skip)
@@ -205,26 +283,49 @@ def train_step(model, optimizer, x, y, state, cfg: TrainConfig, bf16: bool = Fal
         loss = mean = sequence_nll(logits.float(), y)
     else:
         loss, mean = share_of_mean_nll(logits.float(), y)
-    ok = apply_update(model, optimizer, loss, cfg.grad_clip, mean)
+    outcome = apply_update(model, optimizer, loss, cfg.grad_clip, mean, scaler)
     # detach: backprop stops at the window edge, but the state itself flows on
-    return mean.item(), detach_state(state), ok
+    return mean.item(), detach_state(state), outcome
 
 
-def apply_update(model, optimizer, loss, grad_clip: float, mean=None) -> bool:
-    """Backward, clip and step; False (weights untouched) for a non-finite loss or gradient.
-    ``mean``: the value whose finiteness decides (the global loss of a multi-process step,
-    the same on every rank); ``loss`` by default."""
+def apply_update(model, optimizer, loss, grad_clip: float, mean=None,
+                 scaler=None) -> Update:
+    """Backward, clip and step; a false outcome (weights untouched) for a non-finite loss or
+    gradient. ``mean``: the value whose finiteness decides (the global loss of a multi-process
+    step, the same on every rank); ``loss`` by default. ``scaler``: fp16's gradient scaler."""
     optimizer.zero_grad(set_to_none=True)
     if not torch.isfinite(loss if mean is None else mean):
-        return False
-    loss.backward()
+        return Update.BAD
     max_norm = grad_clip if grad_clip > 0 else math.inf
+    if scaler is not None and scaler.is_enabled():
+        return scaled_update(model, optimizer, loss, max_norm, scaler)
+    loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     if not torch.isfinite(norm):
         optimizer.zero_grad(set_to_none=True)
-        return False
+        return Update.BAD
     optimizer.step()
-    return True
+    return Update.APPLIED
+
+
+def scaled_update(model, optimizer, loss, max_norm: float, scaler) -> Update:
+    """apply_update under fp16: backward through the scaled loss, then unscale before the clip
+    so that the threshold is in true gradient units."""
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    scale = scaler.get_scale()
+    finite = bool(torch.isfinite(norm))
+    if finite:
+        scaler.step(optimizer)
+    scaler.update()  # halves the scale after inf/nan gradients, grows it after a good streak
+    if finite:
+        return Update.APPLIED
+    optimizer.zero_grad(set_to_none=True)
+    # an overflow is one the scaler saw and answered by lowering its scale; a non-finite norm
+    # of finite gradients, or an overflow at a scale already below 1, is a real fault
+    lowered = scaler.get_scale() < scale
+    return Update.OVERFLOW if lowered and scale >= MIN_SCALE else Update.BAD
 
 
 class MetricsLog:
@@ -289,6 +390,8 @@ def saved_value(saved: dict, key: str):
 
 
 MAX_ROLLBACKS = 8
+COMPILE_WITH_DDP = ("--compile does not combine with multi-process training (--nproc, "
+                    "torchrun); drop --compile, or train in one process")
 
 
 class TrainerBase:
@@ -312,7 +415,9 @@ class TrainerBase:
         if not self.dist.is_main:  # rank 0 speaks for the run
             self.log = lambda msg: None
         self.device = self.dist.device(resolve_device(cfg.device))
+        check_precision(cfg.precision, self.device)
         self.bf16 = use_bf16(cfg.precision, self.device)
+        self.scaler = make_scaler(cfg.precision, self.device)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         created = not self.out.exists()
@@ -329,6 +434,8 @@ class TrainerBase:
         if not self.data_parallel:
             raise SameOnEveryRank(f"multi-process training (torchrun, --nproc) supports --task "
                                   f"lm only; train --task {self.cfg.task} in one process")
+        if self.cfg.compile:
+            raise SameOnEveryRank(COMPILE_WITH_DDP)
         check_batch(self.cfg.batch_size, self.dist.world_size)
 
     def _setup(self, model_cfg, resume: bool) -> None:
@@ -339,6 +446,8 @@ class TrainerBase:
             self.out.mkdir(parents=True, exist_ok=True)
         self._build(model_cfg, payload)  # the task's data and model (sizes from the data)
         self.model_cfg = model_cfg
+        # the training forward only: checkpoints, evaluation and samples use the plain module
+        self.train_model = compile_model(self.model) if self.cfg.compile else self.model
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.learning_rate,
                                            betas=(0.9, 0.99), weight_decay=self.cfg.weight_decay)
         self.run = RunState()
@@ -385,6 +494,8 @@ class TrainerBase:
                               "over it?); resume needs the run's own last.pt")
         t = payload["trainer"]
         self.optimizer.load_state_dict(t["optimizer"])
+        if self.scaler.is_enabled() and t.get("scaler"):  # absent: saved by an fp32/bf16 run
+            self.scaler.load_state_dict(t["scaler"])
         torch.set_rng_state(t["rng_cpu"])
         if torch.cuda.is_available() and t.get("rng_cuda"):
             torch.cuda.set_rng_state_all(t["rng_cuda"])
@@ -394,7 +505,7 @@ class TrainerBase:
         self.run = RunState(t["step"], t["elapsed"], t["best_val"], t["loss_sum"],
                             t["loss_count"], carried, payload["meta"]["metrics"],
                             t.get("skipped", 0), t.get("bad_streak", 0), t.get("rollbacks", 0),
-                            t.get("lr_scale", 1.0))
+                            t.get("lr_scale", 1.0), t.get("overflows", 0))
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -461,18 +572,35 @@ class TrainerBase:
         eps = teacher_forcing_prob(run.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, ok = self._train_on_batch(eps)
+        loss, outcome = self._train_guarded(eps)
         run.step += 1
-        if ok:
+        if outcome is not Update.BAD:  # applied, or an fp16 overflow: the loss is real
             run.loss_sum += loss
             run.loss_count += 1
+        if outcome is Update.OVERFLOW:  # the scaler's routine: the bad streak is untouched
+            run.overflows += 1
+        elif outcome:
             run.bad_streak = 0
         else:  # skipped
             run.skipped, run.bad_streak = run.skipped + 1, run.bad_streak + 1
             if run.bad_streak >= cfg.max_bad_steps:
                 self._rollback()
                 return None
-        return {"lr": lr, "teacher_forcing_prob": eps, "skipped_steps": run.skipped}
+        rates = {"lr": lr, "teacher_forcing_prob": eps, "skipped_steps": run.skipped}
+        if self.scaler.is_enabled():
+            rates["overflow_steps"] = run.overflows
+        return rates
+
+    def _train_guarded(self, eps: float) -> tuple[float, Update]:
+        """``_train_on_batch``, with a torch.compile failure (it happens at the first call)
+        turned into one error line."""
+        try:
+            return self._train_on_batch(eps)
+        except RuntimeError as e:
+            message = compile_failure(e) if self.cfg.compile else None
+            if message is None:
+                raise
+            raise RnnkitError(message) from None
 
     def _rollback(self) -> None:
         """Back to the last checkpoint with half the learning rate, after too many bad steps."""
@@ -485,6 +613,7 @@ class TrainerBase:
             lambda: load_checkpoint(self.out / "last.pt", map_location="cpu")))
         restored = self.run
         restored.skipped, restored.rollbacks = old.skipped, old.rollbacks + 1
+        restored.overflows = old.overflows
         restored.lr_scale = old.lr_scale / 2
         old.__dict__.update(vars(restored))  # in place: fit() holds this object
         self.run = run = old
@@ -564,6 +693,9 @@ class TrainerBase:
         ranks_rng = self.dist.rng_states(self.device)
         if ranks_rng is not None:
             trainer["rng_ranks"] = ranks_rng
+        if self.scaler.is_enabled():  # fp16: the scale and its growth tracker, for exact resume
+            trainer["scaler"] = self.scaler.state_dict()
+            trainer["overflows"] = run.overflows
         return trainer
 
 
@@ -597,12 +729,14 @@ class Trainer(TrainerBase):
         x, y, reset = self.batches.batch(run.step)
         self._chars += int((y != IGNORE).sum())
         state = None if reset else run.carried
-        loss, state, ok = train_step(self.model, self.optimizer, x.to(self.device),
-                                     y.to(self.device), state, self.cfg, self.bf16, eps,
-                                     self.ddp)
-        # a skipped step's state may be non-finite: it must not flow into the next window
-        run.carried = state if ok and self.cfg.mode == "stream" else None
-        return loss, ok
+        loss, state, outcome = train_step(self.train_model, self.optimizer,
+                                          to_device(x, self.device), to_device(y, self.device),
+                                          state, self.cfg, self.bf16, eps, self.ddp, self.scaler)
+        # a bad step's state may be non-finite: it must not flow into the next window (an fp16
+        # overflow's forward was sound: only its gradients overflowed)
+        carry = outcome is not Update.BAD and self.cfg.mode == "stream"
+        run.carried = state if carry else None
+        return loss, outcome
 
     def _evaluate(self) -> dict:
         if len(self.val_tokens) < 2:

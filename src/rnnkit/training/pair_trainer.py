@@ -23,7 +23,7 @@ from ..errors import RnnkitError
 from ..fileio import atomic_write_bytes
 from ..models import MODELS
 from .checkpoint import TASK_OF_KIND
-from .loop import TrainerBase, apply_update
+from .loop import TrainerBase, apply_update, autocast, to_device
 
 KINDS = {task: kind for kind, task in TASK_OF_KIND.items()}
 SAMPLE_ROWS = 8  # val predictions written at each evaluation
@@ -68,13 +68,15 @@ class PairTrainer(TrainerBase):
 
     def _train_on_batch(self, eps: float) -> tuple[float, bool]:
         part = [self.examples[i] for i in self.batches.batch(self.run.step)]
-        batch = tasks.to_device(collate(part, self.vocabs, self.cfg.task), self.device)
+        batch = collate(part, self.vocabs, self.cfg.task)
         self._chars += int(batch["src_len"].sum())
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits = tasks.forward(self.model, self.cfg.task, batch, eps, self.cfg)
+        batch = to_device(batch, self.device)
+        with autocast(self.device, self.bf16, self.scaler):
+            logits = tasks.forward(self.train_model, self.cfg.task, batch, eps, self.cfg)
         loss = tasks.loss_of(logits, batch, self.cfg.task)
-        ok = apply_update(self.model, self.optimizer, loss, self.cfg.grad_clip)
-        return loss.item(), ok
+        outcome = apply_update(self.model, self.optimizer, loss, self.cfg.grad_clip,
+                               scaler=self.scaler)
+        return loss.item(), outcome
 
     def _evaluate(self) -> dict:
         if not self.val:

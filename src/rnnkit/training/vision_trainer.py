@@ -12,7 +12,7 @@ from ..fileio import atomic_write_bytes
 from ..images import save_strip
 from ..models import MODELS
 from .checkpoint import TASK_OF_KIND
-from .loop import TrainerBase, apply_update
+from .loop import TrainerBase, apply_update, autocast, to_device
 
 KINDS = {task: kind for kind, task in TASK_OF_KIND.items()}
 SAMPLE_ROWS = 8
@@ -41,12 +41,13 @@ class VisionTrainer(TrainerBase):
         return {"classes": self.data.classes}
 
     def _train_on_batch(self, eps: float) -> tuple[float, bool]:
-        batch = vision_tasks.to_device(self.data.train_batch(self.run.step), self.device)
+        batch = to_device(self.data.train_batch(self.run.step), self.device)
         self._chars += next(iter(batch.values())).shape[0]
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            loss = vision_tasks.loss_of(self.model, self.cfg.task, batch, eps, self.cfg)
-        ok = apply_update(self.model, self.optimizer, loss, self.cfg.grad_clip)
-        return loss.item(), ok
+        with autocast(self.device, self.bf16, self.scaler):
+            loss = vision_tasks.loss_of(self.train_model, self.cfg.task, batch, eps, self.cfg)
+        outcome = apply_update(self.model, self.optimizer, loss, self.cfg.grad_clip,
+                               scaler=self.scaler)
+        return loss.item(), outcome
 
     def _evaluate(self) -> dict:
         report = vision_tasks.evaluate(self.model, self.cfg.task, self.data.val,
