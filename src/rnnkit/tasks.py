@@ -106,9 +106,9 @@ def label_batch(model, batch: dict, labels: TokenVocab, task: str) -> list:
 
 def decoder_step(model, rows: int):
     """The step function for decoding ``rows`` sequences at once. The single-step path wins
-    where the sequence kernel's set-up cost per call dominates (1.3x greedy at one sequence);
-    from about 16 sequences on the kernel is as fast or faster (5-8% at 64, a 1x256 model:
-    benchmarks/bench_beam.py)."""
+    where the sequence kernel's set-up cost per call dominates (a few sequences at once);
+    from about 16 on the kernel is as fast or faster. ``benchmarks/bench_beam.py --batch N``
+    compares the two ("greedy" against "greedy_kernel_step")."""
     return model.stepper() if rows <= 16 else model.step
 
 
