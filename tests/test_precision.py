@@ -20,7 +20,8 @@ from rnnkit.cli import main
 from rnnkit.errors import RnnkitError
 from rnnkit.training import loop
 from rnnkit.training.checkpoint import load_checkpoint
-from rnnkit.training.loop import Interrupted, Trainer, Update, apply_update, to_device
+from rnnkit.training.loop import Interrupted, Trainer, apply_update
+from rnnkit.training.precision import Update, to_device
 
 from .test_training import assert_same_weights, losses, weights
 

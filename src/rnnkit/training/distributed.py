@@ -99,7 +99,10 @@ def session(device_type: str, backend: str, timeout: float):
         if not COLLECTIVE_FAILURE.search(str(e)):
             raise
         raise RnnkitError(lost_contact(e, timeout)) from None
-    # only after success: after a failure NCCL's teardown can block, and the process exits
+    # only after success: after a failure NCCL's teardown can block, and the process exits.
+    # The barrier first: a rank that tears down while another still talks to it makes gloo's
+    # connection threads end the slower process with "terminate called" (SIGABRT)
+    dist.barrier()
     dist.destroy_process_group()
 
 

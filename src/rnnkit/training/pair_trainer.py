@@ -23,7 +23,8 @@ from ..errors import RnnkitError
 from ..fileio import atomic_write_bytes
 from ..models import MODELS
 from .checkpoint import TASK_OF_KIND
-from .loop import TrainerBase, apply_update, autocast, to_device
+from .loop import TrainerBase, apply_update
+from .precision import autocast, to_device
 
 KINDS = {task: kind for kind, task in TASK_OF_KIND.items()}
 SAMPLE_ROWS = 8  # val predictions written at each evaluation
