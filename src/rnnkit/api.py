@@ -19,6 +19,7 @@ from . import tasks, vision_tasks
 from .data.corpus import encode_file, read_source
 from .data.pairs import parse_examples, read_lines, split_indices
 from .data.shakespeare import corpus_bytes
+from .data.tokenizers import TextStream
 from .decoding import SamplingConfig, generate, prompt_ids
 from .errors import RnnkitError
 from .layers.recurrent_step import PRECISIONS, int8_available
@@ -75,24 +76,29 @@ def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
                  **sampling) -> list[str]:
     """``sample`` for a model already loaded."""
     cfg = SamplingConfig(**sampling)
-    check_precision(precision, next(model.parameters()).device)
+    check_precision(precision, next(model.parameters()).device, model)
     prompt_ids(vocab, prime_text)  # refuse a bad prompt before anything is printed
     gen = torch.Generator(next(model.parameters()).device).manual_seed(seed)
     stream = on_text if num_samples == 1 else None
     if stream:
         stream(prime_text)
 
+    text = TextStream(vocab)
+
     def emit(token):
         if stream and int(token[0]) >= len(vocab.specials):
-            stream(vocab.itos[int(token[0])])
+            stream(text.feed(int(token[0])))
 
     rows = generate(model, vocab, prime_text, length, cfg, gen, num_samples, emit, precision)
     return [prime_text + vocab.decode(r) for r in rows]
 
 
-def check_precision(precision: str, device: torch.device) -> None:
+def check_precision(precision: str, device: torch.device, model=None) -> None:
     if precision not in PRECISIONS:
         raise RnnkitError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and not getattr(model, "carries_state", True):
+        raise RnnkitError("--precision int8 applies to the recurrent models; sample the "
+                          "transformer with --precision fp32 or bf16")
     if precision == "int8" and not int8_available(device):
         raise RnnkitError("--precision int8 runs on the CPU only, with torch's x86/fbgemm "
                           "kernels; use --precision fp32 or bf16 here")

@@ -1,7 +1,8 @@
 """Autoregressive decoding: each sampled token is fed back as the next input.
 
-The recurrent state is carried step by step, so each new token costs one step of the RNN (the
-prefix is read once, never re-fed). Randomness comes from an explicit ``torch.Generator``.
+The recurrent state (a transformer's KV cache) is carried step by step, so each new token costs
+one step of the model (the prefix is read once, never re-fed). Randomness comes from an
+explicit ``torch.Generator``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .data.vocab import BOS, EOS, CharVocab, codepoints
+from .data.vocab import BOS, EOS, CharVocab
 from .errors import RnnkitError
 
 
@@ -73,7 +74,7 @@ def draw(probs: Tensor, generator: torch.Generator) -> Tensor:
 def prompt_ids(vocab: CharVocab, prime_text: str) -> list[int]:
     """Token ids that start generation: <bos> + prompt in lines mode; in stream mode the prompt,
     or a newline (a plausible start of text) when there is none."""
-    unknown = vocab.unknown(codepoints(prime_text)) if prime_text else []
+    unknown = vocab.unknown_in(prime_text)
     if unknown:
         raise RnnkitError(f"--prime-text has character(s) outside the model's vocabulary: "
                           f"{''.join(unknown)!r}; use only characters seen in training")
@@ -82,7 +83,20 @@ def prompt_ids(vocab: CharVocab, prime_text: str) -> list[int]:
         return [vocab.id_of(BOS)] + ids
     if ids:
         return ids
-    return [vocab.chars.index("\n") + len(vocab.specials)] if "\n" in vocab.chars else [0]
+    return [int(vocab.encode("\n")[-1])] if not vocab.unknown_in("\n") else [0]
+
+
+def read_prompt(model, step, tokens: Tensor) -> tuple[Tensor, Any]:
+    """(B, V) logits after reading (B, P) prompt tokens, and the state to step on from. A
+    recurrent model reads the prompt in one call of its sequence kernel; a transformer
+    (``carries_state`` False) fills its KV cache token by token through ``step``."""
+    if getattr(model, "carries_state", True):
+        logits, state = model(tokens)
+        return logits[:, -1], state
+    state = None
+    for token in tokens.unbind(dim=1):
+        logits, state = step(token, state)
+    return logits, state
 
 
 @torch.no_grad()
@@ -110,8 +124,9 @@ def _start(model, vocab: CharVocab, prime_text: str, num_samples: int, precision
     """(step function, its state, the last logits) after reading the prompt."""
     device = next(model.parameters()).device
     start = torch.tensor(prompt_ids(vocab, prime_text), device=device)
-    logits, state = model(start.expand(num_samples, -1))
-    return model.stepper(precision), state, logits[:, -1]
+    step = model.stepper(precision)
+    logits, state = read_prompt(model, step, start.expand(num_samples, -1))
+    return step, state, logits
 
 
 def _sample_loop(step, state, logits: Tensor, vocab: CharVocab, length: int,
@@ -134,11 +149,23 @@ def _sample_loop(step, state, logits: Tensor, vocab: CharVocab, length: int,
     return _cut_at_eos(tokens, stop) if stop is not None else tokens.tolist()
 
 
+def logits_over(model, tokens: Tensor) -> Tensor:
+    """(B, T, V) next-token logits at every position of (B, T) tokens, however long: past its
+    block_size a transformer's context slides as it does when sampling."""
+    if getattr(model, "carries_state", True) or tokens.shape[1] <= model.config.block_size:
+        return model(tokens)[0]
+    step, state, out = model.stepper(), None, []
+    for token in tokens.unbind(dim=1):
+        logits, state = step(token, state)
+        out.append(logits)
+    return torch.stack(out, dim=1)
+
+
 @torch.no_grad()
 def greedy_continue(model, prompts: Tensor, steps: int) -> Tensor:
     """Greedy continuations of a batch of equal-length prompts (B, P) -> (B, steps)."""
-    logits, state = model(prompts)
-    logits, step, out = logits[:, -1], model.stepper(), []
+    step, out = model.stepper(), []
+    logits, state = read_prompt(model, step, prompts)
     for _ in range(steps):
         token = logits.argmax(dim=-1)
         out.append(token)

@@ -7,13 +7,15 @@ can fix surface as one ``rnnkit: error: ...`` line on stderr and a non-zero exit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import RnnkitError
-from . import demo, evaluate, export, predict, sample, serve, train, visualize
+from . import demo, evaluate, export, plot, predict, sample, serve, train, visualize
 
 COMMANDS = {"train": train, "sample": sample, "predict": predict, "eval": evaluate,
-            "export": export, "demo": demo, "serve": serve, "visualize": visualize}
+            "export": export, "demo": demo, "serve": serve, "visualize": visualize,
+            "plot": plot}
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
+    except BrokenPipeError:  # the reader left (rnnkit sample ... | head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:  # disk full, permissions, a folder where a file was expected ...
         print(f"rnnkit: error: {e.strerror or e}: {e.filename or ''}; check that the path is "
               "a writable folder with free space", file=sys.stderr)

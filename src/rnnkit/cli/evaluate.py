@@ -51,8 +51,13 @@ def run(args) -> int:
     if "task" in r:
         print_pair_report(r)
         return 0
-    print(f"{r['split']}: loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char, "
-          f"perplexity {r['perplexity']:.3f} over {r['chars']:,} chars")
+    if r["tokens"] == r["chars"]:
+        print(f"{r['split']}: loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bits/char, "
+              f"perplexity {r['perplexity']:.3f} over {r['chars']:,} chars")
+    else:
+        print(f"{r['split']}: loss {r['loss']:.4f} nats/token, {r['bpc']:.4f} bits/char, "
+              f"perplexity {r['perplexity']:.3f} per token over {r['tokens']:,} tokens "
+              f"({r['chars']:,} chars)")
     if "exposure_bias" in r:
         e = r["exposure_bias"]
         print(f"continuations of {e['cases']} cases after {e['prefix']} true tokens:")

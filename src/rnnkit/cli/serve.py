@@ -25,6 +25,7 @@ import torch
 
 from ..api import load, require_lm
 from ..errors import RnnkitError
+from ..serve.units import require_recurrent_chars
 
 
 def add_arguments(p) -> None:
@@ -63,6 +64,7 @@ def run(args) -> int:
         raise RnnkitError(f"--threads must be >= 1, got {args.threads}")
     model, vocab, meta = load(args.checkpoint, args.device)
     require_lm(meta, args.checkpoint)
+    require_recurrent_chars(model, vocab, args.checkpoint)
     sock = bind(args.host, args.port)
     torch.set_num_threads(args.threads)
     app = create_app(model, vocab, meta, limits)

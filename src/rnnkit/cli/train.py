@@ -4,6 +4,8 @@ or a seq2seq, classifier or tagger on a TSV file of input<TAB>output lines.
 examples:
   rnnkit train --preset shakespeare-5min --out runs/shakespeare
   rnnkit train --data input.txt --out runs/mine --rnn-size 512 --max-steps 5000
+  rnnkit train --preset gpt-5min --out runs/gpt          # the transformer baseline
+  rnnkit train --data input.txt --out runs/bpe --tokenizer bpe --tokenizer-size 1024
   rnnkit train --task seq2seq --data pairs.tsv --out runs/translate --attention additive
   rnnkit train --task classify --data labelled.tsv --out runs/cls --pool mean
   rnnkit train --task tag --data tagged.tsv --out runs/tagger --no-bidirectional
@@ -27,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ..errors import RnnkitError
-from ..models import MODELS
+from ..models import LM_MODELS, MODELS
 from ..training.config import TrainConfig, build_configs, check_keys, preset_names, read_toml
 from ..training.distributed import backend_for, check_batch, launched_rank, launched_world_size
 from ..training.loop import COMPILE_WITH_DDP, train
@@ -51,7 +53,8 @@ def add_arguments(p) -> None:
                    help="train with N processes on this machine, started by torchrun "
                    "(torch.distributed.run): DistributedDataParallel, gloo on CPU (one thread "
                    "each), nccl on CUDA (one GPU each); --batch-size stays the global batch")
-    add_dataclass_arguments(p, {task: cls for task, (_, cls) in MODELS.items()}, "model")
+    configs = {task: cls for task, (_, cls) in MODELS.items()} | {"gpt": LM_MODELS["gpt"][1]}
+    add_dataclass_arguments(p, configs, "model")
     add_dataclass_arguments(p, TrainConfig, "train")
 
 
@@ -86,7 +89,7 @@ def run(args) -> int:
     except RnnkitError as e:
         raise for_this_rank(e) from None
     if launched_rank() == 0:
-        print(summary(metrics, out), flush=True)
+        print(summary(metrics, out, cfg.tokenizer), flush=True)
     return 0
 
 
@@ -104,10 +107,11 @@ def for_this_rank(e: RnnkitError) -> RnnkitError:
     return mine
 
 
-def summary(metrics: dict, out: Path) -> str:
+def summary(metrics: dict, out: Path, tokenizer: str = "char") -> str:
     val = metrics.get("val_loss")
     if val is not None and "val_bpc" in metrics:
-        summary = f"val loss {val:.4f} nats/char ({metrics['val_bpc']:.3f} bpc)"
+        unit = "char" if tokenizer == "char" else "token"
+        summary = f"val loss {val:.4f} nats/{unit} ({metrics['val_bpc']:.3f} bpc)"
     elif val is not None:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("val_"))
     else:

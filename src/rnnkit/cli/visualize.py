@@ -24,7 +24,7 @@ from ..api import load, require_lm
 from ..data.corpus import code_points
 from ..errors import RnnkitError
 from ..fileio import atomic_write_bytes
-from ..serve.units import check_text, collect
+from ..serve.units import check_text, collect, require_recurrent_chars
 from ..serve.visualize import render_html, render_png, unit_views
 
 
@@ -52,6 +52,7 @@ def run(args) -> int:
         require_matplotlib()
     model, vocab, meta = load(args.checkpoint, args.device)
     require_lm(meta, args.checkpoint)
+    require_recurrent_chars(model, vocab, args.checkpoint)
     check_text(vocab, text, f"--text file {args.text!r}")
     acts = collect(model, vocab, text)
     views = unit_views(acts, args.units)

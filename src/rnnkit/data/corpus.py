@@ -2,9 +2,10 @@
 
 A prepared corpus lives in a cache folder (``RUN_DIR/data`` for training):
     tokens.bin   token ids, the smallest unsigned dtype that fits the vocabulary
-    vocab.json   the CharVocab
-    meta.json    source name, sha256 of the source bytes, mode, dtype, length
-It is rebuilt when the source's bytes change. In lines mode every newline becomes <eos>.
+    vocab.json   the tokenizer (CharVocab, or one of data/tokenizers.py)
+    meta.json    source name, sha256 of the source bytes, mode, tokenizer, dtype, length
+It is rebuilt when the source's bytes, the mode or the tokenizer change. In lines mode every
+newline becomes <eos>.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from ..errors import RnnkitError
 from ..fileio import atomic_write, atomic_write_json
+from . import tokenizers
 from .vocab import BOS, EOS, CharVocab, codepoints
 
 MODES = ("stream", "lines")
@@ -94,19 +96,44 @@ def code_points(source: Source, name: str, mode: str):
         yield np.array([NEWLINE], dtype=np.uint32)
 
 
-def build_vocab(source: Source, name: str, mode: str) -> CharVocab:
-    """One pass over the text for its characters (newlines become <eos> in lines mode)."""
+def text_units(source: Source, name: str, mode: str):
+    """The text as lists of pieces that encode independently (for the tokenizers that read
+    more than one character at a time): whole lines without their newline in lines mode,
+    else chunks cut where a token always ends (tokenizers.safe_cut)."""
+    carry = ""
+    for cps in code_points(source, name, mode):
+        text = carry + cps.astype("<u4").tobytes().decode("utf-32-le")
+        if mode == "lines":
+            *lines, carry = text.split("\n")
+            yield lines
+        else:
+            cut = tokenizers.safe_cut(text)
+            carry = text[cut:]
+            yield [text[:cut]]
+    if carry:
+        yield [carry]
+
+
+def build_vocab(source: Source, name: str, mode: str, tokenizer: str = "char", size: int = 0):
+    """One pass over the text for its vocabulary (newlines become <eos> in lines mode)."""
+    specials = (BOS, EOS) if mode == "lines" else ()
+    if tokenizer != "char":
+        pieces = (t for units in text_units(source, name, mode) for t in units)
+        return tokenizers.build_tokenizer(tokenizer, size, pieces, specials)
     present = np.zeros(0x110000, dtype=bool)  # one flag per possible code point
     for cps in code_points(source, name, mode):
         present[cps] = True
     seen = np.flatnonzero(present).astype(np.uint32)
     if mode == "lines":
-        return CharVocab.from_codepoints(seen[seen != NEWLINE], (BOS, EOS))
-    return CharVocab.from_codepoints(seen)
+        seen = seen[seen != NEWLINE]
+    return CharVocab.from_codepoints(seen, specials)
 
 
-def encoded_chunks(source: Source, name: str, mode: str, vocab: CharVocab):
+def encoded_chunks(source: Source, name: str, mode: str, vocab):
     """Token ids, chunk by chunk; every character must be in ``vocab``."""
+    if vocab.kind != "char":
+        yield from encoded_units(source, name, mode, vocab)
+        return
     dtype = vocab.token_dtype()
     for cps in code_points(source, name, mode):
         newline = cps == NEWLINE if mode == "lines" else np.zeros(len(cps), dtype=bool)
@@ -116,6 +143,15 @@ def encoded_chunks(source: Source, name: str, mode: str, vocab: CharVocab):
         if mode == "lines":
             ids[newline] = vocab.id_of(EOS)
         yield ids
+
+
+def encoded_units(source: Source, name: str, mode: str, vocab):
+    eos = vocab.id_of(EOS) if mode == "lines" else None
+    for units in text_units(source, name, mode):
+        unknown = vocab.unknown_in("".join(units))
+        if unknown:
+            raise_unknown(unknown, name)
+        yield vocab.encode_many(units, eos).astype(vocab.token_dtype())
 
 
 def tokenize(text: str, mode: str, vocab: CharVocab | None = None, name: str = "the text"):
@@ -128,15 +164,19 @@ def tokenize(text: str, mode: str, vocab: CharVocab | None = None, name: str = "
 def check_known(vocab: CharVocab, cps: np.ndarray, what: str) -> None:
     unknown = vocab.unknown(cps)
     if unknown:
-        shown = "".join(unknown[:20])
-        raise RnnkitError(f"{what} has {len(unknown)} character(s) outside the model's "
-                          f"vocabulary: {shown!r}; use only characters seen in training")
+        raise_unknown(unknown, what)
+
+
+def raise_unknown(unknown: list[str], what: str):
+    shown = "".join(unknown[:20])
+    raise RnnkitError(f"{what} has {len(unknown)} character(s) outside the model's "
+                      f"vocabulary: {shown!r}; use only characters seen in training")
 
 
 @dataclass
 class Corpus:
     tokens: np.ndarray  # (N,) token ids, a read-only memmap
-    vocab: CharVocab
+    vocab: CharVocab  # or any tokenizer of data/tokenizers.py
     mode: str
 
     def split(self, val_frac: float, test_frac: float) -> dict[str, np.ndarray]:
@@ -162,39 +202,48 @@ def line_end_from(tokens: np.ndarray, pos: int, eos: int) -> int:
 
 
 def prepare_corpus(source: Source, name: str, mode: str, cache_dir: str | Path,
-                   vocab: CharVocab | None = None) -> Corpus:
+                   vocab=None, tokenizer: tuple[str, int] = ("char", 0)) -> Corpus:
     """Load the cached encoding of ``source`` from ``cache_dir``, or build and cache it.
 
+    ``tokenizer`` is (kind, size) of data/tokenizers.py, used when no ``vocab`` is given.
     The source is hashed (one read) to check the cache; building reads it twice more
-    (characters, then ids), each time in CHUNK-sized pieces, so a corpus
+    (the vocabulary, then ids), each time in CHUNK-sized pieces, so a corpus
     larger than memory prepares in flat memory and ends up as a memmap.
     """
     cache = Path(cache_dir)
     sha = digest(source)
     meta_path = cache / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    if meta.get("sha256") != sha or meta.get("mode") != mode:
-        vocab = vocab or build_vocab(source, name, mode)
-        cache.mkdir(parents=True, exist_ok=True)
-        length = 0
-
-        def write(f):
-            nonlocal length
-            for ids in encoded_chunks(source, name, mode, vocab):
-                f.write(ids.tobytes())
-                length += len(ids)
-
-        atomic_write(cache / "tokens.bin", write)
-        atomic_write_json(cache / "vocab.json", vocab.to_json())
-        meta = {"source": name, "sha256": sha, "mode": mode,
-                "dtype": np.dtype(vocab.token_dtype()).name, "length": length}
+    wanted = {"sha256": sha, "mode": mode, "tokenizer": list(tokenizer)}
+    # caches written before the tokenizer choice hold characters
+    saved = {"sha256": meta.get("sha256"), "mode": meta.get("mode"),
+             "tokenizer": meta.get("tokenizer", ["char", 0])}
+    if saved != wanted:
+        vocab = vocab or build_vocab(source, name, mode, *tokenizer)
+        meta = write_cache(source, name, mode, vocab, cache) | wanted
         atomic_write_json(meta_path, meta)
-    cached_vocab = CharVocab.from_json(json.loads((cache / "vocab.json").read_text()))
+    cached_vocab = tokenizers.from_json(json.loads((cache / "vocab.json").read_text()))
     tokens = np.memmap(cache / "tokens.bin", dtype=meta["dtype"], mode="r")
     return Corpus(tokens, cached_vocab, mode)
 
 
-def encode_file(source: Source, name: str, mode: str, vocab: CharVocab) -> Corpus:
+def write_cache(source: Source, name: str, mode: str, vocab, cache: Path) -> dict:
+    """Write tokens.bin and vocab.json; returns the rest of meta.json."""
+    cache.mkdir(parents=True, exist_ok=True)
+    length = 0
+
+    def write(f):
+        nonlocal length
+        for ids in encoded_chunks(source, name, mode, vocab):
+            f.write(ids.tobytes())
+            length += len(ids)
+
+    atomic_write(cache / "tokens.bin", write)
+    atomic_write_json(cache / "vocab.json", vocab.to_json())
+    return {"source": name, "dtype": np.dtype(vocab.token_dtype()).name, "length": length}
+
+
+def encode_file(source: Source, name: str, mode: str, vocab) -> Corpus:
     """Encode text with an existing vocabulary, in memory (for ``rnnkit eval`` on new files)."""
     ids = np.concatenate(list(encoded_chunks(source, name, mode, vocab)))
     return Corpus(ids, vocab, mode)

@@ -1,4 +1,8 @@
-"""CharVocab: Unicode characters (not bytes) to integer ids and back, saved as JSON."""
+"""CharVocab: Unicode characters (not bytes) to integer ids and back, saved as JSON.
+
+The other tokenizers (data/tokenizers.py) share its interface: ``encode``, ``decode``,
+``unknown_in``, ``piece_bytes`` (a token's UTF-8 bytes, for streaming), ``char_counts`` (the
+characters each token adds, for bits per character), ``to_json``."""
 
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ class CharVocab:
         chars: the characters, one string of length 1 each.
         specials: special token names, e.g. ["<bos>", "<eos>"]; empty in stream mode.
     """
+
+    kind = "char"
 
     def __init__(self, chars, specials=()):
         self.specials = list(specials)
@@ -49,6 +55,16 @@ class CharVocab:
         missing = cps[self._lut[cps] < 0]
         _, first = np.unique(missing, return_index=True)
         return [chr(c) for c in missing[np.sort(first)]]
+
+    def unknown_in(self, text: str) -> list[str]:
+        return self.unknown(codepoints(text)) if text else []
+
+    def piece_bytes(self, i: int) -> bytes:
+        return self.itos[i].encode() if i >= len(self.specials) else b""
+
+    def char_counts(self) -> np.ndarray:
+        """(V,) characters each id stands for: 1, and 1 for <eos> (a line end), 0 for <bos>."""
+        return np.array([int(t != BOS) for t in self.itos], dtype=np.int64)
 
     def encode_codepoints(self, cps: np.ndarray, dtype=np.int64) -> np.ndarray:
         """Vectorised encoding; every code point must be in the vocabulary (see ``unknown``)."""

@@ -178,7 +178,10 @@ def step_mask(lengths: Tensor, steps: int, device: torch.device | str) -> Tensor
 
 
 def detach_state(state):
-    """Cut the graph behind a state (tensor or nested tuple): backprop stops at the window edge."""
+    """Cut the graph behind a state (tensor or nested tuple): backprop stops at the window edge.
+    None (no state, as a transformer's) stays None."""
+    if state is None:
+        return None
     if isinstance(state, Tensor):
         return state.detach()
     return tuple(detach_state(s) for s in state)

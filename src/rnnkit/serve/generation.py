@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from ..data.tokenizers import TextStream
 from ..data.vocab import EOS, CharVocab
-from ..decoding import SamplingConfig, prompt_ids, sample_next_token
+from ..decoding import SamplingConfig, prompt_ids, read_prompt, sample_next_token
 from .units import layer_values
 
 
@@ -21,8 +22,9 @@ def generation_steps(model, vocab: CharVocab, prompt: str, length: int, cfg: Sam
     ``model.stepper()`` (layers/recurrent_step.py), as ``rnnkit sample`` does.
     """
     device = next(model.parameters()).device
-    logits, state = model(torch.tensor([prompt_ids(vocab, prompt)], device=device))
-    step, last = model.stepper(), logits[:, -1]
+    step = model.stepper()
+    last, state = read_prompt(model, step, torch.tensor([prompt_ids(vocab, prompt)],
+                                                        device=device))
     for _ in range(length):
         token = sample_next_token(last, cfg, generator)
         # read the token at once: its hidden state belongs to its record
@@ -40,7 +42,7 @@ def records(model, vocab: CharVocab, prompt: str, length: int, cfg: SamplingConf
     temperature, before top-k/top-p. In lines mode the stream ends at <eos>. The
     alternatives may name a special token ("<eos>")."""
     stop = vocab.id_of(EOS) if EOS in vocab.specials else None
-    k = min(top, len(vocab))
+    k, text = min(top, len(vocab)), TextStream(vocab)
     for token, logits, state in generation_steps(model, vocab, prompt, length, cfg, generator):
         if token == stop:
             return
@@ -50,7 +52,7 @@ def records(model, vocab: CharVocab, prompt: str, length: int, cfg: SamplingConf
         logits = logits.float()
         probs = ((logits - logits.max()) / max(cfg.temperature, 1e-30)).softmax(-1)
         top_p, top_i = probs.topk(k)
-        record = {"text": vocab.itos[token], "prob": round(float(probs[token]), 4),
+        record = {"text": text.feed(token), "prob": round(float(probs[token]), 4),
                   "top": [[vocab.itos[i], round(p, 4)]
                           for i, p in zip(top_i.tolist(), top_p.tolist())]}
         if watch is not None:

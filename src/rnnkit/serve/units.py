@@ -108,6 +108,16 @@ def check_text(vocab: CharVocab, text: str, what: str = "the text",
                           f"{''.join(unknown)!r}; use only characters seen in training")
 
 
+def require_recurrent_chars(model, vocab, checkpoint) -> None:
+    """The playground and the unit views read a recurrent model's states, character by
+    character: a transformer or a model over other tokens has neither."""
+    if not getattr(model, "carries_state", True) or vocab.kind != "char":
+        what = "a transformer" if vocab.kind == "char" else f"a {vocab.kind}-token model"
+        raise RnnkitError(f"{checkpoint} holds {what}; the playground and the unit views "
+                          "need a recurrent character model (--model rnn --tokenizer char); "
+                          f"sample it with rnnkit sample {checkpoint}")
+
+
 def state_names(model) -> tuple[str, ...]:
     return ("h", "c") if model.config.cell == "lstm" else ("h",)
 

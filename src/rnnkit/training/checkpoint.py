@@ -27,11 +27,11 @@ import safetensors
 import safetensors.torch
 import torch
 
+from ..data import tokenizers
 from ..data.pairs import TokenVocab
-from ..data.vocab import CharVocab
 from ..errors import RnnkitError
 from ..fileio import atomic_write, atomic_write_json
-from ..models import MODELS
+from ..models import model_classes
 
 FORMAT_VERSION = 1
 KIND = "rnnkit.char_lm"
@@ -117,14 +117,15 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 def model_from_checkpoint(payload: dict):
     """Rebuild the model from the saved config alone, load its weights, eval mode. Returns
-    (model, vocab): a CharVocab for a language model, {"source", "target"} TokenVocabs for a
-    pair task, the class names for a vision task."""
+    (model, vocab): a tokenizer (data/tokenizers.py) for a language model, {"source",
+    "target"} TokenVocabs for a pair task, the class names for a vision task."""
     meta = payload["meta"]
-    model_cls, config_cls = MODELS[TASK_OF_KIND[meta["kind"]]]
+    task = TASK_OF_KIND[meta["kind"]]
     try:
+        model_cls, config_cls = model_classes(task, meta["config"]["train"].get("model", "rnn"))
         model = model_cls(config_cls(**meta["config"]["model"]))
         model.load_state_dict(payload["model"])
-        vocab = (CharVocab.from_json(meta["vocab"]) if meta["kind"] == KIND else
+        vocab = (tokenizers.from_json(meta["vocab"]) if meta["kind"] == KIND else
                  meta["classes"] if meta["kind"] in VISION_KINDS else
                  {k: TokenVocab.from_json(v) for k, v in meta["vocabs"].items()})
     except (KeyError, TypeError, ValueError, RuntimeError, AssertionError) as e:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal, get_args, get_origin, get_type_hints
 
 from ..errors import RnnkitError
-from ..models import MODELS
+from ..models import LM_MODELS, MODELS, model_classes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,6 +31,16 @@ class TrainConfig:
     data."""
     corpus: str = "shakespeare"
     """Built-in corpus used when --data is not given."""
+    model: Literal["rnn", "gpt"] = "rnn"
+    """lm: rnn, the recurrent language model (--cell lstm, gru or rnn); gpt, a small causal
+    transformer baseline (--n-layer, --n-head, --n-embd, --block-size) with the same data,
+    trainer, checkpoints and sampler."""
+    tokenizer: Literal["char", "byte", "word", "bpe"] = "char"
+    """lm: the text's tokens: characters, UTF-8 bytes, words (others spelled in characters)
+    or byte-level BPE trained on the text (the bpe extra). Losses are per token; bits per
+    character compare them."""
+    tokenizer_size: int = 0
+    """word and bpe: the vocabulary size (0: 8192 words, 1024 BPE tokens)."""
     mode: Literal["stream", "lines"] = "stream"
     """stream: stateful truncated BPTT over the whole text; lines: every line is a sequence."""
     seq_length: int = 128
@@ -139,6 +149,7 @@ class TrainConfig:
             raise ValueError("grad_clip, max_time, eval_max_chars, eval_examples and "
                              "warmup_steps must be >= 0 (0 disables)")
         check_schedule(self.scheduled_sampling, self.ss_k, self.ss_c, self.ss_min)
+        self._check_lm_choices()
         if self.compile and self.task in NOT_COMPILED:
             # their training forward is model.encode/decode, not the module's own forward
             raise ValueError(f"compile does not apply to --task {self.task} (its training "
@@ -148,6 +159,19 @@ class TrainConfig:
                 and self.val_frac + self.test_frac < 1):
             raise ValueError(f"val_frac and test_frac must be in [0, 1) and sum to < 1, got "
                              f"{self.val_frac} and {self.test_frac}")
+
+
+    def _check_lm_choices(self) -> None:
+        if self.task != "lm" and (self.model != "rnn" or self.tokenizer != "char"):
+            raise ValueError(f"model and tokenizer apply to --task lm, not {self.task}; drop "
+                             "--model and --tokenizer")
+        if self.model == "gpt" and self.scheduled_sampling != "none" and (
+                self.ss_impl == "sequential"):
+            raise ValueError("ss_impl sequential steps a recurrent state; the transformer "
+                             "takes --ss-impl parallel")
+        if self.tokenizer_size < 0 or self.tokenizer in ("char", "byte") and self.tokenizer_size:
+            raise ValueError(f"tokenizer_size applies to word and bpe (>= 0), got "
+                             f"{self.tokenizer_size} with {self.tokenizer}")
 
 
 NOT_COMPILED = ("seq2seq", "caption")
@@ -199,7 +223,8 @@ def check_keys(doc: dict, where: str) -> None:
     for section, values in doc.items():
         if section not in SECTIONS or not isinstance(values, dict):
             raise RnnkitError(f"{where}: unknown section [{section}]; use [model] and [train]")
-        classes = [TrainConfig] if section == "train" else [c for _, c in MODELS.values()]
+        classes = ([TrainConfig] if section == "train" else
+                   [c for _, c in [*MODELS.values(), *LM_MODELS.values()]])
         known = {f.name for cls in classes for f in fields(cls)}
         for key in values:
             if key not in known:
@@ -215,8 +240,9 @@ def build_configs(*layers: dict) -> tuple:
             merged[section].update(values)
     try:
         cfg = TrainConfig(**coerce(TrainConfig, merged["train"]))
-        model_cls = MODELS[cfg.task][1]
-        check_applies(model_cls, merged["model"], cfg.task)
+        model_cls = model_classes(cfg.task, cfg.model)[1]
+        check_applies(model_cls, merged["model"],
+                      f"lm --model {cfg.model}" if cfg.task == "lm" else cfg.task)
         return model_cls(**coerce(model_cls, merged["model"])), cfg
     except (ValueError, TypeError) as e:
         raise RnnkitError(f"bad configuration: {e}") from None

@@ -19,7 +19,7 @@ import torch
 
 from ..data.batching import line_spans
 from ..data.vocab import BOS, EOS, CharVocab
-from ..decoding import greedy_continue
+from ..decoding import greedy_continue, logits_over
 
 
 def line_cases(tokens: np.ndarray, vocab: CharVocab, prefix: int, limit: int):
@@ -45,7 +45,7 @@ def decode_both(model, prompts: torch.Tensor, truths: list[torch.Tensor]):
     free = greedy_continue(model, prompts, steps)
     padded = torch.stack([torch.cat([t, t.new_zeros(steps - len(t))]) for t in truths])
     history = torch.cat([prompts, padded[:, :-1]], dim=1)
-    forced = model(history)[0][:, prompts.shape[1] - 1:].argmax(dim=-1)
+    forced = logits_over(model, history)[:, prompts.shape[1] - 1:].argmax(dim=-1)
     return free, forced
 
 
@@ -70,7 +70,7 @@ def free_running_report(model, vocab: CharVocab, tokens: np.ndarray, mode: str, 
         cases = line_cases(tokens, vocab, prefix, max_cases)
     else:
         cases = stream_cases(tokens, prefix, length, max_cases)
-    device = model.head.weight.device
+    device = next(model.parameters()).device
     free, forced = [], []
     was_training = model.training
     model.eval()

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..data import tokenizers
 from ..data.batching import (
     IGNORE,
     LineBatches,
@@ -43,10 +44,11 @@ from ..data.batching import (
 from ..data.corpus import Corpus, line_end_from, prepare_corpus, read_source
 from ..data.shakespeare import corpus_bytes
 from ..data.vocab import BOS, EOS, CharVocab
-from ..decoding import SamplingConfig, generate
+from ..decoding import SamplingConfig, generate, logits_over
 from ..errors import RnnkitError
 from ..fileio import atomic_write_bytes, atomic_write_json
 from ..layers.recurrent import detach_state
+from ..models import LM_MODELS
 from ..models.char_lm import CharLM, CharLMConfig
 from .checkpoint import KIND, load_checkpoint, save_checkpoint
 from .config import TrainConfig, to_dict
@@ -136,7 +138,8 @@ def load_text(cfg: TrainConfig) -> tuple[bytes, str]:
 
 def load_corpus(cfg: TrainConfig, cache_dir: Path, vocab: CharVocab | None = None) -> Corpus:
     raw, name = load_text(cfg)
-    corpus = prepare_corpus(raw, name, cfg.mode, cache_dir, vocab)
+    corpus = prepare_corpus(raw, name, cfg.mode, cache_dir, vocab,
+                            (cfg.tokenizer, cfg.tokenizer_size))
     if vocab is not None and corpus.vocab != vocab:
         raise RnnkitError(f"{name} now encodes to a different vocabulary than the checkpoint's; "
                           "resume with the original text or start a new run")
@@ -161,6 +164,14 @@ def make_batches(cfg: TrainConfig, corpus: Corpus, tokens, ranks: Ranks = Ranks(
                        cfg.seed, *shard)
 
 
+def check_context(model_cfg, cfg: TrainConfig) -> None:
+    """A transformer reads at most block_size positions: training windows must fit."""
+    block = getattr(model_cfg, "block_size", None)
+    if block is not None and cfg.seq_length > block:
+        raise RnnkitError(f"--seq-length {cfg.seq_length} exceeds the transformer's "
+                          f"--block-size {block}; lower the first or raise the second")
+
+
 def eval_batch_size(mode: str, batch_size: int) -> int:
     """Rows per evaluation batch. In stream mode each stream starts from a zero state, so
     fewer streams give the model more context: 16 is within 0.001 nats of one stream on
@@ -171,14 +182,16 @@ def eval_batch_size(mode: str, batch_size: int) -> int:
 @torch.no_grad()
 def evaluate(model: CharLM, tokens, vocab: CharVocab, mode: str, batch_size: int,
              seq_length: int, ranks: Ranks = Ranks()) -> dict:
-    """Loss over every target of ``tokens``: {"loss" (nats/char), "bpc", "perplexity", "chars"}.
+    """Loss over every target of ``tokens``: {"loss" (nats/token), "bpc" (bits per character
+    of the text the targets stand for, so tokenizers compare), "perplexity", "tokens", "chars"}.
 
     With several ranks each scores its share of the streams (or line batches) and the sums are
     added up, so every rank returns the same report."""
     was_training = model.training
     model.eval()
-    device = model.head.weight.device
-    total, count, state = 0.0, 0, None
+    device = next(model.parameters()).device
+    total, count, chars, state = 0.0, 0, 0, None
+    char_counts = torch.as_tensor(vocab.char_counts(), device=device)
     shard = (ranks.rank, ranks.world_size)
     if mode == "stream":
         batches = stream_eval_batches(tokens, batch_size, seq_length, *shard)
@@ -186,13 +199,17 @@ def evaluate(model: CharLM, tokens, vocab: CharVocab, mode: str, batch_size: int
         batches = line_eval_batches(tokens, vocab.id_of(BOS), vocab.id_of(EOS), batch_size,
                                     *shard)
     for x, y in batches:
-        logits, state = model(x.to(device), state if mode == "stream" else None)
+        if mode == "stream":
+            logits, state = model(x.to(device), state)
+        else:  # whole lines: a transformer's context slides past its block_size
+            logits = logits_over(model, x.to(device))
         y = y.to(device)
         total += sequence_nll(logits, y, reduction="sum").item()
         count += int((y != IGNORE).sum())
+        chars += int(char_counts[y[y != IGNORE]].sum())
     model.train(was_training)
-    total, count = ranks.sum(total, count)
-    return loss_report(total, round(count))
+    total, count, chars = ranks.sum(total, count, chars)
+    return loss_report(total, round(count), round(chars))
 
 
 def train_step(model, optimizer, x, y, state, cfg: TrainConfig, bf16: bool = False,
@@ -621,7 +638,7 @@ class Trainer(TrainerBase):
 
     def _build(self, model_cfg: CharLMConfig, payload: dict | None) -> None:
         cfg = self.cfg
-        vocab = CharVocab.from_json(payload["meta"]["vocab"]) if payload else None
+        vocab = tokenizers.from_json(payload["meta"]["vocab"]) if payload else None
         # rank 0 encodes the corpus into the run folder; the others then read that cache
         corpus = self.dist.main_first(lambda: load_corpus(cfg, self.out / "data", vocab))
         self.vocab = corpus.vocab
@@ -629,8 +646,9 @@ class Trainer(TrainerBase):
         self.val_tokens = cap_split(splits["val"], cfg.eval_max_chars, cfg.mode, self.vocab)
         self.batches = make_batches(cfg, corpus, splits["train"], self.dist)
         model_cfg.vocab_size = len(self.vocab)
+        check_context(model_cfg, cfg)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        self.model = CharLM(model_cfg).to(self.device)
+        self.model = LM_MODELS[cfg.model][0](model_cfg).to(self.device)
         self.dist.seed(cfg.seed)
         self.ddp = self.dist.wrap(self.model, cfg.ss_impl, cfg.ss_argmax, cfg.ss_skip)
 

@@ -1,4 +1,4 @@
-"""Losses and the units users compare: nats per character, bits per character, perplexity."""
+"""Losses and the units users compare: nats per token, bits per character, perplexity."""
 
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ def sequence_nll(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Te
                                        ignore_index=IGNORE, reduction=reduction)
 
 
-def loss_report(total_nats: float, count: int) -> dict:
-    """{"loss" (nats/char), "bpc", "perplexity", "chars"} from a summed loss and its count."""
+def loss_report(total_nats: float, count: int, chars: int | None = None) -> dict:
+    """{"loss" (nats/token), "bpc", "perplexity" (per token), "tokens", "chars"} from a summed
+    loss over ``count`` tokens that stand for ``chars`` characters (default: one each). Bits
+    per character compare models whose tokens differ (characters, bytes, words, BPE)."""
+    chars = count if chars is None else chars
     loss = total_nats / max(count, 1)
-    return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(min(loss, 700.0)),
-            "chars": count}
+    return {"loss": loss, "bpc": total_nats / max(chars, 1) / math.log(2),
+            "perplexity": math.exp(min(loss, 700.0)), "tokens": count, "chars": chars}
