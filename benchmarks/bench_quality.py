@@ -3,8 +3,9 @@
     python benchmarks/bench_quality.py --data ../shared/data/tinyshakespeare.txt \
         --val-frac 0.1 --test-frac 0 --budget 300 --save benchmarks/results/quality.json
 
-Prints one JSON object: val loss (nats/char) and bpc over every val character, training
-chars/s, peak RSS, steps, and the wall time of the whole job (training, its periodic
+Prints one JSON object: val loss (nats/token: per character for the char tokenizer) and bits
+per character over every val character, training tokens/s (``train_chars_per_sec``), peak
+RSS, steps, parameters, and the wall time of the whole job (training, its periodic
 evaluations and the final evaluation). A step-limited preset runs as shipped and its wall
 time is reported against the budget; a clock-limited one is capped at ``budget - reserve``
 seconds so that the final evaluation fits.
@@ -72,7 +73,8 @@ def main(argv=None) -> dict:
         "benchmark": "quality_per_budget", "preset": args.preset,
         "data": args.data or f"corpus:{cfg.corpus}", "budget_s": args.budget,
         "val_loss": round(report["loss"], 4), "val_bpc": round(report["bpc"], 4),
-        "val_chars": report["chars"], "steps": final["step"],
+        "val_chars": report["chars"], "val_tokens": report["tokens"], "steps": final["step"],
+        "params": sum(p.numel() for p in trainer.model.parameters()),
         "train_chars_per_sec": round(final["step"] * cfg.batch_size * cfg.seq_length
                                      / final["elapsed"], 1),
         "wall_s": round(time.perf_counter() - t0, 1), "train_wall_s": round(train_wall, 1),

@@ -13,7 +13,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def rows() -> list[str]:
-    tables = [quality_rows, throughput_rows, sampling_rows, serve_rows, ddp_rows,
+    tables = [quality_rows, lstm_vs_gpt_rows, throughput_rows, sampling_rows, serve_rows, ddp_rows,
               scheduled_sampling_rows, large_corpus_rows, beam_rows, convlstm_rows]
     out: list[str] = []
     for table in tables:
@@ -24,6 +24,19 @@ def rows() -> list[str]:
 def results(pattern: str):
     for path in sorted((ROOT / "benchmarks" / "results").glob(pattern)):
         yield path, json.loads(path.read_text())
+
+
+def lstm_vs_gpt_rows() -> list[str]:
+    lines = ["| LSTM vs transformer (`bench_lstm_vs_gpt.py`) | model | parameters | steps "
+             "| wall (training + evaluations) | val loss | val bits/char |",
+             "|---|---|---|---|---|---|---|"]
+    for path, r in results("lstm_vs_gpt_*.json"):
+        for name, run in r["runs"].items():
+            lines.append(
+                f"| `{path.name}`: {r['data']}, {r['budget_s']:.0f} s each, {run['threads']} "
+                f"threads | {name} (`{run['preset']}`) | {run['params']:,} | {run['steps']:,} "
+                f"| {run['wall_s']} s | {run['val_loss']} | **{run['val_bpc']}** |")
+    return lines
 
 
 def beam_rows() -> list[str]:

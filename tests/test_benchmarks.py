@@ -61,6 +61,18 @@ def test_throughput_benchmark_counts_flops_and_compares(capsys):
     assert result["gemm_gflops"]["fp32"] > 0
 
 
+def test_lstm_vs_gpt_benchmark_reports_both_models(hamlet, capsys):
+    import bench_lstm_vs_gpt
+    result = bench_lstm_vs_gpt.main(["--data", str(hamlet), "--lstm-preset", "tiny",
+                                     "--gpt-preset", "gpt-tiny", "--bpe", "--set",
+                                     "train.max_steps=3", "train.eval_every=3"])
+    runs = result["runs"]
+    assert set(runs) == {"lstm", "gpt", "gpt_bpe"}
+    assert all(r["steps"] == 3 and r["val_bpc"] > 0 and r["params"] > 0 for r in runs.values())
+    assert runs["gpt_bpe"]["val_tokens"] < runs["gpt"]["val_tokens"] == runs["gpt"]["val_chars"]
+    assert json.loads(capsys.readouterr().out) == result
+
+
 def test_readme_table_renders_every_saved_result():
     import readme_table
     text = "\n".join(readme_table.rows())

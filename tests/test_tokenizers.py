@@ -15,7 +15,7 @@ from rnnkit.cli import main
 from rnnkit.data import corpus as corpus_module
 from rnnkit.data import tokenizers
 from rnnkit.data.corpus import build_vocab, prepare_corpus
-from rnnkit.data.tokenizers import TextStream, build_tokenizer, from_json, safe_cut
+from rnnkit.data.tokenizers import TextSplitter, TextStream, build_tokenizer, from_json, safe_cut
 from rnnkit.data.vocab import BOS, EOS
 from rnnkit.errors import RnnkitError
 
@@ -145,7 +145,7 @@ def test_the_cache_is_rebuilt_when_the_tokenizer_changes(tmp_path, hamlet):
 
 @pytest.mark.parametrize("flags, message", [
     (["--tokenizer", "char", "--tokenizer-size", "100"], "tokenizer_size applies to word"),
-    (["--task", "classify", "--tokenizer", "bpe"], "apply to --task lm"),
+    (["--task", "tag", "--tokenizer", "bpe"], "tokenizer applies to the text tasks"),
     (["--tokenizer", "bpe", "--tokenizer-size", "100"], "exceed the 256 byte tokens")])
 def test_bad_tokenizer_settings_are_one_line_errors(tmp_path, hamlet, capsys, flags, message):
     code = main(["train", "--preset", "tiny", "--data", str(hamlet), "--out",
@@ -159,3 +159,68 @@ def test_old_vocab_files_without_a_type_read_as_characters():
     vocab = vocab_for("char")
     saved = {k: v for k, v in vocab.to_json().items() if k != "type"}
     assert tokenizers.from_json(saved) == vocab
+
+
+# ---------------------------------------------------------------- pair tasks
+
+WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+@pytest.fixture
+def reversal_tsv(tmp_path):
+    """Word sequences and the same words reversed, with a non-ASCII word for the byte paths."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for _ in range(400):
+        words = [WORDS[k] for k in rng.integers(0, 9, rng.integers(1, 5))]
+        lines.append(f"{' '.join(words)}\t{' '.join(reversed(words))} é")
+    path = tmp_path / "pairs.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_text_splitter_round_trips_any_text(kind):
+    splitter = TextSplitter.build(kind, 300, [TEXT])
+    for text in (TEXT, "naïve 日本語 — ok", ""):
+        tokens = splitter.split(text)
+        assert splitter.join(tokens) == text
+        again = TextSplitter.from_json(json.loads(json.dumps(splitter.to_json())))
+        assert again.split(text) == tokens
+    if kind in ("word", "bpe"):
+        assert len(splitter.split(TEXT)) < 0.7 * len(TEXT)
+
+
+def test_seq2seq_over_word_tokens_learns_to_reverse_words(tmp_path, reversal_tsv, capsys):
+    run = tmp_path / "words"
+    assert main(["train", "--task", "seq2seq", "--data", str(reversal_tsv), "--out", str(run),
+                 "--tokenizer", "word", "--max-steps", "150", "--eval-every", "150",
+                 "--batch-size", "32", "--rnn-size", "64", "--embed-size", "32",
+                 "--learning-rate", "0.01", "--seed", "1"]) == 0
+    report = rnnkit.evaluate(run)
+    assert report["exact_match"] >= 0.9, report
+    model, vocabs, _ = rnnkit.load(run)
+    assert "three" in vocabs["target"].itos  # whole words are the output tokens
+    capsys.readouterr()
+    assert rnnkit.predict(run, ["one two three"])[0][0] == "three two one é"
+
+
+@pytest.mark.parametrize("task", ["seq2seq", "classify"])
+def test_pair_tasks_train_predict_and_resume_on_bpe(tmp_path, reversal_tsv, task):
+    data = reversal_tsv
+    if task == "classify":  # label: the number of words
+        rows = [line.split("\t")[0] for line in reversal_tsv.read_text().splitlines()]
+        data = tmp_path / "cls.tsv"
+        data.write_text("".join(f"{r}\t{len(r.split())}\n" for r in rows))
+    run = tmp_path / task
+    model_cfg, cfg = rnnkit.configs(train={"task": task, "data": str(data), "tokenizer": "bpe",
+                                           "tokenizer_size": 280, "max_steps": 4,
+                                           "eval_every": 2, "batch_size": 8})
+    rnnkit.train(model_cfg, cfg, out=run)
+    _, vocabs, meta = rnnkit.load(run)
+    assert meta["vocabs"]["source"]["splitter"]["kind"] == "bpe"
+    assert vocabs["source"].splitter.join(vocabs["source"].splitter.split("nine é")) == "nine é"
+    out = rnnkit.predict(run, ["nine é", ""])
+    assert len(out) == 2 and isinstance(out[0], list if task == "seq2seq" else str)
+    cfg.max_steps = 6
+    assert rnnkit.train(model_cfg, cfg, out=run, resume=True)["step"] == 6

@@ -162,7 +162,8 @@ def evaluate_pairs(model, vocabs: dict, meta: dict, tcfg: TrainConfig, data: str
     own = data is None or Path(data).resolve() == Path(tcfg.data or "").resolve()
     split = split or ("val" if own else "all")
     path = tcfg.data if data is None else data
-    examples, _ = parse_examples(read_lines(path), tcfg.task, meta["tag_format"] or "auto")
+    examples, _ = parse_examples(read_lines(path), tcfg.task, meta["tag_format"] or "auto",
+                                 vocabs["source"].splitter)
     part = split_indices(len(examples), tcfg.val_frac, tcfg.test_frac, tcfg.seed)[split]
     if not len(part):
         raise RnnkitError(f"the {split} split of {path} is empty (val_frac {tcfg.val_frac}, "
@@ -213,7 +214,8 @@ def predict_model(model, vocabs: dict, meta: dict, texts: list[str],
     settings = settings or tasks.DecodeSettings()
     if settings.max_length is None:  # the model's own limit, from its training data
         settings = dataclasses.replace(settings, max_length=meta["max_length"])
-    examples = tasks.examples_from_texts(texts, task, meta["tag_format"])
+    examples = tasks.examples_from_texts(texts, task, meta["tag_format"],
+                                         vocabs["source"].splitter)
     filled = [e for e in examples if e.source]
     preds = iter(tasks.predict(model, task, vocabs, filled, settings, batch_size))
     empty = {"seq2seq": [""], "classify": "", "tag": []}[task]

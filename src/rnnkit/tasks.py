@@ -17,6 +17,7 @@ from torch import Tensor
 from . import metrics
 from .data.batching import IGNORE
 from .data.pairs import BOS, EOS, Example, TokenVocab, collate
+from .data.tokenizers import TextSplitter
 from .decoding import SamplingConfig, beam_search, greedy_decode, sample_decode
 from .errors import RnnkitError
 from .training.losses import sequence_nll
@@ -120,14 +121,14 @@ def decode_batch(model, batch: dict, vocab: TokenVocab, s: DecodeSettings) -> li
     if s.beam > 1:
         found = beam_search(step, model.reorder, state, rows, bos, eos, s.beam,
                             s.max_length, s.length_penalty, s.n_best, device=device)
-        return [["".join(vocab.decode(ids)) for ids, _ in hyps] for hyps in found]
+        return [[vocab.text_of(ids) for ids, _ in hyps] for hyps in found]
     if s.sampling is not None:
         gen = torch.Generator(device).manual_seed(s.seed)
         ids = sample_decode(step, state, rows, bos, eos, s.max_length, s.sampling, gen,
                             device=device)
     else:
         ids = greedy_decode(step, state, rows, bos, eos, s.max_length, device=device)
-    return [["".join(vocab.decode(row))] for row in ids]
+    return [[vocab.text_of(row)] for row in ids]
 
 
 @torch.no_grad()
@@ -167,7 +168,7 @@ def task_metrics(model, task: str, vocabs, examples: list[Example], batch_size: 
         scored = examples[:decode_examples] if decode_examples else examples
         settings = DecodeSettings(beam=beam, max_length=max_length)
         preds = [hyps[0] for hyps in predict(model, task, vocabs, scored, settings, batch_size)]
-        refs = ["".join(e.target) for e in scored]
+        refs = [truth_of(e, task)[0] for e in scored]
         return {"exact_match": metrics.exact_match(preds, refs), "cer": metrics.cer(preds, refs),
                 "bleu": metrics.bleu(preds, refs), "decoded": len(scored)}
     preds = predict(model, task, vocabs, examples, batch_size=batch_size)
@@ -192,16 +193,23 @@ def format_prediction(task: str, prediction) -> str:
 
 def source_text(e: Example, tag_format: str = "") -> str:
     """An example's input as it was written in the file."""
+    if e.source_text:
+        return e.source_text
     return " ".join(e.source) if tag_format == "tokens" else "".join(e.source)
 
 
 def truth_of(e: Example, task: str):
     """An example's target in the form ``predict`` returns for the task."""
-    return ["".join(e.target)] if task == "seq2seq" else e.target
+    if task == "seq2seq":
+        return [e.target_text or "".join(e.target)]
+    return e.target
 
 
-def examples_from_texts(texts: list[str], task: str, tag_format: str) -> list[Example]:
-    """Examples without targets, for ``predict``: characters, or tokens in the tokens format."""
-    split = str.split if task == "tag" and tag_format == "tokens" else list
-    return [Example(n, split(t), [] if task != "classify" else "") for n, t in
+def examples_from_texts(texts: list[str], task: str, tag_format: str,
+                        splitter: TextSplitter | None = None) -> list[Example]:
+    """Examples without targets, for ``predict``: the model's tokens (characters by default),
+    or space-separated tokens in the tag task's tokens format."""
+    split = str.split if task == "tag" and tag_format == "tokens" else (
+        splitter.split if splitter else list)
+    return [Example(n, split(t), [] if task != "classify" else "", t) for n, t in
             enumerate(texts, start=1)]

@@ -20,6 +20,7 @@ import torch
 
 from ..errors import RnnkitError
 from .batching import IGNORE
+from .tokenizers import TextSplitter
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0..3 in every input vocabulary: <pad> is 0
@@ -27,10 +28,13 @@ TASKS = ("seq2seq", "classify", "tag")
 
 
 class TokenVocab:
-    """Tokens (characters, words or labels) to ids: specials first, then sorted tokens."""
+    """Tokens (characters, words or labels) to ids: specials first, then sorted tokens.
+    ``splitter`` (data/tokenizers.TextSplitter) cuts a text into the tokens and joins them back;
+    None: characters."""
 
-    def __init__(self, tokens, specials=SPECIALS):
+    def __init__(self, tokens, specials=SPECIALS, splitter: TextSplitter | None = None):
         self.specials = list(specials)
+        self.splitter = splitter or TextSplitter()
         self.itos = self.specials + sorted(set(tokens) - set(specials))
         self.stoi = {t: i for i, t in enumerate(self.itos)}
 
@@ -38,7 +42,8 @@ class TokenVocab:
         return len(self.itos)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, TokenVocab) and self.itos == other.itos
+        return (isinstance(other, TokenVocab) and self.itos == other.itos
+                and self.splitter.to_json() == other.splitter.to_json())
 
     def id_of(self, token: str) -> int:
         return self.stoi[token]
@@ -53,19 +58,26 @@ class TokenVocab:
         n = len(self.specials)
         return [self.itos[i] for i in ids if i >= n]
 
+    def text_of(self, ids) -> str:
+        """The text that ``ids`` spell (special tokens dropped)."""
+        return self.splitter.join(self.decode(ids))
+
     def to_json(self) -> dict:
-        return {"specials": self.specials, "tokens": self.itos[len(self.specials):]}
+        split = {} if self.splitter.kind == "char" else {"splitter": self.splitter.to_json()}
+        return {"specials": self.specials, "tokens": self.itos[len(self.specials):], **split}
 
     @classmethod
     def from_json(cls, d: dict) -> TokenVocab:
-        return cls(d["tokens"], d["specials"])
+        return cls(d["tokens"], d["specials"], TextSplitter.from_json(d.get("splitter")))
 
 
 @dataclass
 class Example:
     line: int  # 1-based line in the file, for error messages
     source: list[str]  # input tokens
-    target: list[str] | str  # seq2seq: characters; classify: a label; tag: labels
+    target: list[str] | str  # seq2seq: tokens (default characters); classify: a label; tag: labels
+    source_text: str = ""  # seq2seq and classify: the fields as written in the file
+    target_text: str = ""
 
 
 def read_lines(path: str | Path) -> list[tuple[int, str, str]]:
@@ -104,12 +116,15 @@ def split_fields(text: str, path: Path, n: int) -> tuple[int, str, str]:
     return n, fields[0], fields[1]
 
 
-def parse_examples(rows, task: str, tag_format: str = "auto") -> tuple[list[Example], str]:
-    """Examples for ``task``; for tagging also the format used ("chars" or "tokens")."""
+def parse_examples(rows, task: str, tag_format: str = "auto",
+                   splitter: TextSplitter | None = None) -> tuple[list[Example], str]:
+    """Examples for ``task``; for tagging also the format used ("chars" or "tokens").
+    ``splitter`` cuts seq2seq and classify texts into tokens (default: characters)."""
+    split = (splitter or TextSplitter()).split
     if task == "seq2seq":
-        return [Example(n, list(a), list(b)) for n, a, b in rows], ""
+        return [Example(n, split(a), split(b), a, b) for n, a, b in rows], ""
     if task == "classify":
-        return [Example(n, list(a), checked_label(b, n)) for n, a, b in rows], ""
+        return [Example(n, split(a), checked_label(b, n), a) for n, a, b in rows], ""
     fmt = tag_format if tag_format != "auto" else detect_tag_format(rows)
     return [tag_example(n, a, b, fmt) for n, a, b in rows], fmt
 
@@ -141,11 +156,14 @@ def tag_example(n: int, text: str, labels: str, fmt: str) -> Example:
     return Example(n, source, tags)
 
 
-def build_vocabs(examples: list[Example], task: str) -> dict[str, TokenVocab]:
-    """{"source": ..., "target": ...}: target is characters (seq2seq) or labels (no specials)."""
-    source = TokenVocab(t for e in examples for t in e.source)
+def build_vocabs(examples: list[Example], task: str,
+                 splitter: TextSplitter | None = None) -> dict[str, TokenVocab]:
+    """{"source": ..., "target": ...}: target is tokens of text (seq2seq) or labels (no
+    specials)."""
+    source = TokenVocab((t for e in examples for t in e.source), splitter=splitter)
     if task == "seq2seq":
-        return {"source": source, "target": TokenVocab(t for e in examples for t in e.target)}
+        return {"source": source,
+                "target": TokenVocab((t for e in examples for t in e.target), splitter=splitter)}
     labels = (e.target for e in examples) if task == "classify" else (
         t for e in examples for t in e.target)
     return {"source": source, "target": TokenVocab(labels, specials=())}

@@ -243,3 +243,46 @@ class TextStream:
 
     def feed(self, token: int) -> str:
         return self.decoder.decode(self.vocab.piece_bytes(token))
+
+
+class TextSplitter:
+    """Pair tasks (seq2seq, classify): a text field as a list of token strings, and back.
+
+    char and word tokens are pieces of the text itself; byte and bpe tokens are written in
+    byte-level BPE's printable alphabet (byte_alphabet), so any text round-trips through
+    ``join``. The TokenVocab built over these strings gives them ids (data/pairs.py).
+    """
+
+    def __init__(self, kind: str = "char", bpe: BPEVocab | None = None):
+        self.kind, self.bpe = kind, bpe
+        self._bytes = byte_alphabet()
+        self._chars = {b: c for c, b in self._bytes.items()}
+
+    @classmethod
+    def build(cls, kind: str, size: int, texts: Iterable[str]) -> TextSplitter:
+        if kind != "bpe":
+            return cls(kind)
+        return cls(kind, BPEVocab.build(texts, size or DEFAULT_SIZE["bpe"]))
+
+    def split(self, text: str) -> list[str]:
+        if self.kind == "char":
+            return list(text)
+        if self.kind == "word":
+            return WORD.findall(text)
+        if self.kind == "byte":
+            return [self._chars[b] for b in text.encode("utf-8", "surrogatepass")]
+        return self.bpe.tok.encode(text).tokens
+
+    def join(self, tokens: list[str]) -> str:
+        if self.kind in ("char", "word"):
+            return "".join(tokens)
+        raw = bytes(self._bytes[c] for c in "".join(tokens) if c in self._bytes)
+        return raw.decode("utf-8", "replace")
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, **({"bpe": self.bpe.to_json()} if self.bpe else {})}
+
+    @classmethod
+    def from_json(cls, d: dict | None) -> TextSplitter:
+        d = d or {"kind": "char"}
+        return cls(d["kind"], BPEVocab.from_json(d["bpe"]) if "bpe" in d else None)

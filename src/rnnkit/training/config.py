@@ -36,9 +36,9 @@ class TrainConfig:
     transformer baseline (--n-layer, --n-head, --n-embd, --block-size) with the same data,
     trainer, checkpoints and sampler."""
     tokenizer: Literal["char", "byte", "word", "bpe"] = "char"
-    """lm: the text's tokens: characters, UTF-8 bytes, words (others spelled in characters)
-    or byte-level BPE trained on the text (the bpe extra). Losses are per token; bits per
-    character compare them."""
+    """lm, seq2seq, classify: the text's tokens: characters, UTF-8 bytes, words (lm: other
+    words spelled in characters; pair tasks: <unk>) or byte-level BPE trained on the text (the
+    bpe extra). Losses are per token; an lm's bits per character compare them."""
     tokenizer_size: int = 0
     """word and bpe: the vocabulary size (0: 8192 words, 1024 BPE tokens)."""
     mode: Literal["stream", "lines"] = "stream"
@@ -162,9 +162,12 @@ class TrainConfig:
 
 
     def _check_lm_choices(self) -> None:
-        if self.task != "lm" and (self.model != "rnn" or self.tokenizer != "char"):
-            raise ValueError(f"model and tokenizer apply to --task lm, not {self.task}; drop "
-                             "--model and --tokenizer")
+        if self.task != "lm" and self.model != "rnn":
+            raise ValueError(f"model applies to --task lm, not {self.task}; drop --model")
+        if self.task not in TEXT_TASKS and self.tokenizer != "char":
+            raise ValueError(f"tokenizer applies to the text tasks ({', '.join(TEXT_TASKS)}), "
+                             f"not {self.task} (tag: --tag-format chars or tokens); drop "
+                             "--tokenizer")
         if self.model == "gpt" and self.scheduled_sampling != "none" and (
                 self.ss_impl == "sequential"):
             raise ValueError("ss_impl sequential steps a recurrent state; the transformer "
@@ -175,6 +178,7 @@ class TrainConfig:
 
 
 NOT_COMPILED = ("seq2seq", "caption")
+TEXT_TASKS = ("lm", "seq2seq", "classify")
 SS_DEFAULT_K = {"linear": 1.0, "exponential": 0.999, "inverse_sigmoid": 200.0, "constant": 0.75}
 
 

@@ -19,6 +19,7 @@ from ..data.pairs import (
     read_lines,
     split_indices,
 )
+from ..data.tokenizers import TextSplitter
 from ..errors import RnnkitError
 from ..fileio import atomic_write_bytes
 from ..models import MODELS
@@ -49,9 +50,11 @@ class PairTrainer(TrainerBase):
             raise RnnkitError(f"--task {cfg.task} needs --data FILE.tsv (lines of "
                               "input<TAB>output)")
         self.kind = KINDS[cfg.task]
-        examples, self.tag_format = parse_examples(read_lines(cfg.data), cfg.task,
-                                                   cfg.tag_format)
-        self.vocabs = build_vocabs(examples, cfg.task)
+        rows = read_lines(cfg.data)
+        splitter = (vocabs_from_meta(payload["meta"])["source"].splitter if payload
+                    else text_splitter(cfg, rows))
+        examples, self.tag_format = parse_examples(rows, cfg.task, cfg.tag_format, splitter)
+        self.vocabs = build_vocabs(examples, cfg.task, splitter)
         if payload and self.vocabs != vocabs_from_meta(payload["meta"]):
             raise RnnkitError(f"{cfg.data} now has other characters or labels than the "
                               "checkpoint's; resume with the original file or start a new run")
@@ -102,6 +105,15 @@ class PairTrainer(TrainerBase):
         (self.out / "samples").mkdir(exist_ok=True)
         path = self.out / "samples" / f"step_{self.run.step:06d}.txt"
         atomic_write_bytes(path, "\n".join(lines).encode() + b"\n")
+
+
+def text_splitter(cfg, rows) -> TextSplitter | None:
+    """--tokenizer for the texts of a pair file; a BPE is trained on every input text (and
+    every seq2seq output), as the vocabularies are built from the whole file."""
+    if cfg.tokenizer == "char":
+        return None
+    texts = [a for _, a, _ in rows] + ([b for _, _, b in rows] if cfg.task == "seq2seq" else [])
+    return TextSplitter.build(cfg.tokenizer, cfg.tokenizer_size, texts)
 
 
 def vocabs_from_meta(meta: dict) -> dict[str, TokenVocab]:

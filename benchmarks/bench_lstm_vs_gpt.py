@@ -1,0 +1,60 @@
+"""LSTM vs transformer at an equal budget: each preset trained, then scored on the same val text.
+
+    python benchmarks/bench_lstm_vs_gpt.py --data ../shared/data/tinyshakespeare.txt \
+        --save benchmarks/results/lstm_vs_gpt_tinyshakespeare.json
+    python benchmarks/bench_lstm_vs_gpt.py --data ... --bpe   # also the transformer on BPE
+
+Runs bench_quality.py once per model, one after the other on the same machine: the recurrent
+preset (shakespeare-5min, a 2x384 LSTM) and the transformer preset (gpt-5min), each about five
+minutes here, evaluation included. Prints one JSON object with both val losses, in bits per
+character as well, so a run on other tokens (--bpe) compares with the character models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+import bench_quality
+from report import emit
+
+KEPT = ("preset", "val_loss", "val_bpc", "val_chars", "val_tokens", "steps", "params",
+        "train_chars_per_sec", "wall_s", "peak_rss_mb", "bf16", "threads")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=None, help="text file (default: the built-in corpus)")
+    p.add_argument("--val-frac", default="0.1")
+    p.add_argument("--budget", default="300", help="seconds for each model's whole job")
+    p.add_argument("--bpe", action="store_true", help="also the transformer on BPE tokens")
+    p.add_argument("--lstm-preset", default="shakespeare-5min")
+    p.add_argument("--gpt-preset", default="gpt-5min")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="settings for every run, e.g. train.max_steps=100 (a quick check)")
+    p.add_argument("--save", default=None, help="also write the JSON here")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    common = ["--val-frac", args.val_frac, "--test-frac", "0", "--budget", args.budget]
+    common += ["--data", args.data] if args.data else []
+    runs, plan = {}, {"lstm": (args.lstm_preset, []), "gpt": (args.gpt_preset, [])}
+    if args.bpe:
+        plan["gpt_bpe"] = (args.gpt_preset, ['train.tokenizer="bpe"'])
+    for name, (preset, extra) in plan.items():
+        flags = ["--preset", preset, *common, "--set", *args.set, *extra]
+        with contextlib.redirect_stdout(sys.stderr):  # stdout: this script's one JSON object
+            r = bench_quality.main(flags)
+        runs[name] = {k: r[k] for k in KEPT}
+    best = min(runs, key=lambda k: runs[k]["val_bpc"])
+    result = {"benchmark": "lstm_vs_gpt", "data": args.data or "corpus:shakespeare",
+              "budget_s": float(args.budget), "runs": runs, "best_bpc": best,
+              "torch": r["torch"], "cpu": r["cpu"]}
+    return emit(result, args.save)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

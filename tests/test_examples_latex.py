@@ -1,0 +1,149 @@
+"""examples/latex.py: the corpus rule, the LaTeX repair and a tiny end-to-end run."""
+
+import gzip
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "latex"
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("latex_example", ROOT / "examples" / "latex.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+latex = load_example()
+needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None,
+                                    reason="pdflatex not installed (apt-get install "
+                                           "texlive-latex-base)")
+
+
+@pytest.mark.parametrize("body, repaired", [
+    # unclosed braces, innermost first
+    (r"\textbf{a {b", r"\textbf{a {b}}"),
+    # nested environments are closed in reverse order
+    (r"\begin{itemize}\item a\begin{enumerate}\item b",
+     r"\begin{itemize}\item a\begin{enumerate}\item b\end{enumerate}\end{itemize}"),
+    # a stray \end and a stray } are dropped
+    (r"a\end{proof} b}", r"a b"),
+    # unclosed inline and display math
+    (r"where $x^2", r"where $x^2$"),
+    (r"so \[ a + b", r"so \[ a + b\]"),
+    (r"\( a", r"\( a\)"),
+    # a paragraph break ends math, inline or a math environment
+    ("$a\n\nb", "$a$\n\nb"),
+    ("\\begin{equation}a\n\nb\\end{equation}", "\\begin{equation}a\\end{equation}\n\nb"),
+    # a closer of something further out first closes what is open inside it
+    (r"\begin{theorem}{\em a\end{theorem}", r"\begin{theorem}{\em a}\end{theorem}"),
+    (r"$\frac{a$ b", r"$\frac{a}$ b"),
+    # display math inside math is dropped
+    (r"$a \[ b$", r"$a  b$"),
+    # escaped characters, \verb and verbatim are not structure
+    (r"50\% of \{x\} costs \$", r"50\% of \{x\} costs \$"),
+    (r"\verb|{$| and \verb+}+", r"\verb|{$| and \verb+}+"),
+    (r"\begin{verbatim}{ $\end{verbatim}", r"\begin{verbatim}{ $\end{verbatim}"),
+    ("\\begin{verbatim}{ $", "\\begin{verbatim}{ $\n\\end{verbatim}"),
+    # a comment hides braces; the closers then go on a new line
+    ("{a % }", "{a % }\n}"),
+    # unfinished commands at the very end are dropped
+    (r"a \begin{ite", r"a "),
+    ("a\\", "a"),
+    ("a\\\\", "a\\\\"),
+    # an unterminated \verb and a \begin without a {name} lose the command word
+    (r"see \verb|x", r"see x"),
+    ("\\end{a.\nb", "{a.\nb}"),
+    # a dropped closer alone on its line takes the line along: no new paragraph break
+    ("$a\n  \\end{x}\nb$", "$a\nb$"),
+    # closing $ right after $ must not make $$ (display math)
+    (r"{$}", r"{$ $}"),
+])
+def test_repair_exact(body, repaired):
+    assert latex.repair(body) == repaired
+    assert latex.is_balanced(repaired)
+
+
+@pytest.mark.parametrize("body", [
+    r"$\begin{itemize}{\item [a}\end{itemize}$$\]\)",
+    "{\\begin{align}x&=1\n\n\\end{align}} $$ a $ b $$ \\(",
+    r"\end{a}\end{b}}}}$\begin{x}\begin{y}{{\[",
+])
+def test_repair_is_balanced_and_idempotent(body):
+    once = latex.repair(body)
+    assert latex.repair(once) == once
+
+
+def test_strip_comments():
+    text = "a % note\n% whole line\nb \\% kept\nc \\\\% dropped\n\n\n\nd"
+    assert latex.strip_comments(text) == "a\nb \\% kept\nc \\\\\n\nd"
+
+
+def test_corpus_keeps_documents_and_skips_macro_code(tmp_path):
+    paths = sorted(FIXTURES.iterdir())
+    counts = latex.build_corpus(paths, tmp_path, max_bytes=100_000, max_file_bytes=10_000)
+    corpus = (tmp_path / "corpus.txt").read_text()
+    assert counts["documents"] == 3  # curves.tex, schemes.tex and the gzipped sheaves
+    assert counts["skipped"] == {"not an English LaTeX document": 1}  # macros.tex
+    assert corpus.count(latex.PRIME) == corpus.count(latex.END) == 3
+    assert "\\documentclass" not in corpus and "comment the corpus builder" not in corpus
+    assert "stalk of the sheaf" in corpus  # read from the .tex.gz
+
+
+def test_corpus_dedupes_and_caps(tmp_path):
+    doc = (FIXTURES / "curves.tex").read_text()
+    for name in ("a.tex", "b.tex"):
+        (tmp_path / name).write_text(doc)
+    (tmp_path / "c.tex.gz").write_bytes(gzip.compress(doc.replace("Curves", "Other").encode()))
+    out = tmp_path / "out"
+    out.mkdir()
+    counts = latex.build_corpus(sorted(tmp_path.glob("*.tex*")), out, max_bytes=600,
+                                max_file_bytes=10_000)
+    assert counts["documents"] == 1
+    assert counts["skipped"] == {"duplicate": 1, "over --max-bytes": 1}
+
+
+def test_first_error_names_the_undefined_command():
+    log = "junk\n! Undefined control sequence.\n<recently read> x\nl.12 a \\foo\n"
+    assert latex.first_error(log) == "Undefined control sequence \\foo"
+    assert latex.error_kind("LaTeX Error: Environment lemmata undefined.") == \
+        "LaTeX Error: Environment ... undefined"
+
+
+@needs_pdflatex
+def test_repaired_body_compiles(tmp_path):
+    body = latex.repair("\\section{Curves}\n\\begin{theorem} Let $x \\in \\mathbb{R")
+    results = latex.compile_all([body, "\\undefinedmacro"], tmp_path, latex.PREAMBLE, 20)
+    assert [r["compiles"] for r in results] == [True, False]
+    assert results[1]["error"] == "Undefined control sequence \\undefinedmacro"
+
+
+@pytest.mark.slow
+@needs_pdflatex
+def test_latex_example_runs(tmp_path):
+    summary = latex.main(["--out", str(tmp_path), "--tex-dir", str(FIXTURES), "--steps", "5",
+                          "--hidden", "16", "--seq-length", "32", "--batch-size", "4",
+                          "--samples", "3", "--length", "300", "--temperatures", "0.7",
+                          "--cuts", "100", "--quiet"])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads(json.dumps(summary))
+    assert summary["corpus"]["documents"] == 3 and summary["samples"] == 3
+    assert summary["steps"] == 5 and summary["val_loss"] > 0
+    for key in ("compiles", "compiles_with_stubs"):
+        part = summary[key]
+        assert 0 <= part["fraction"] <= 1 and 0 <= part["compiling"] <= 3
+        assert sum(part["error_kinds"].values()) == 3 - part["compiling"]
+    table = summary["by_temperature_and_length"]
+    assert set(table) == {"T0.7_whole", "T0.7_100"}
+    assert table["T0.7_whole"]["compiling"] == summary["compiles"]["compiling"]
+    assert table["T0.7_100"]["mean_body_chars"] <= table["T0.7_whole"]["mean_body_chars"]
+    samples = sorted((tmp_path / "samples" / "T0.7_whole").glob("sample_*.tex"))
+    assert len(samples) == 3
+    for tex in samples:
+        body = tex.read_text().split("\\begin{document}\n", 1)[1].rsplit("\n\\end{document}", 1)[0]
+        assert latex.is_balanced(body)
