@@ -33,7 +33,8 @@ def lstm_vs_gpt_rows() -> list[str]:
     for path, r in results("lstm_vs_gpt_*.json"):
         for name, run in r["runs"].items():
             lines.append(
-                f"| `{path.name}`: {r['data']}, {r['budget_s']:.0f} s each, {run['threads']} "
+                f"| `{path.name}`: {Path(r['data']).name}, {r['budget_s']:.0f} s each, "
+                f"{run['threads']} "
                 f"threads | {name} (`{run['preset']}`) | {run['params']:,} | {run['steps']:,} "
                 f"| {run['wall_s']} s | {run['val_loss']} | **{run['val_bpc']}** |")
     return lines
@@ -166,13 +167,14 @@ def scheduled_sampling_rows() -> list[str]:
 
 
 def quality_rows() -> list[str]:
-    lines = ["| benchmark | data | budget | val loss (nats/char) | bpc | steps | train chars/s "
-             "| peak RSS | machine |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| benchmark | data | budget | val loss (nats per token) | bits per char | steps "
+             "| train tokens/s | peak RSS | machine |", "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((ROOT / "benchmarks" / "results").glob("quality_*.json")):
         r = json.loads(path.read_text())
         data = Path(r["data"]).name
+        tokens = r["config"]["train"].get("tokenizer", "char")
         lines.append(
-            f"| `{r['preset']}` (`{path.name}`) | {data} | {r['budget_s']:.0f} s "
+            f"| `{r['preset']}`, {tokens} tokens (`{path.name}`) | {data} | {r['budget_s']:.0f} s "
             f"(ran {r['wall_s']:.0f} s) | **{r['val_loss']:.3f}** | {r['val_bpc']:.3f} "
             f"| {r['steps']} | {r['train_chars_per_sec']:,.0f} | {r['peak_rss_mb']:.0f} MB "
             f"| {r['cpu']}, {r['threads']} threads, bf16={r['bf16']}, torch {r['torch']} |")

@@ -33,7 +33,8 @@ def settings(out, data=HAMLET, **flags) -> list[str]:
             **flags}
     words = []
     for k, v in base.items():
-        words += [f"--{k}"] if v is True else [f"--{k}", str(v)]
+        if v is not None:  # None drops a base setting
+            words += [f"--{k}"] if v is True else [f"--{k}", str(v)]
     return words
 
 
@@ -276,6 +277,17 @@ def test_lines_mode_two_ranks_follow_the_one_process_curve(tmp_path):
     """Lines of different lengths: each rank holds a different number of real targets, and
     the loss must still be the global batch's mean (not the mean of the ranks' means)."""
     args = {"mode": "lines", "batch-size": 8, "seq-length": 64, "max-steps": 20}
+    done = torchrun(settings(tmp_path / "two", **args))
+    assert done.returncode == 0, done.stderr[-3000:]
+    train_here(settings(tmp_path / "one", **args))
+    assert_close_curves(tmp_path / "two", tmp_path / "one")
+
+
+@pytest.mark.timeout(180)
+def test_a_transformer_on_bpe_tokens_follows_the_one_process_curve(tmp_path):
+    args = {"model": "gpt", "tokenizer": "bpe", "tokenizer-size": 300, "n-layer": 1,
+            "n-head": 2, "n-embd": 16, "block-size": 16, "max-steps": 10, "rnn-size": None,
+            "embed-size": None, "num-layers": None}
     done = torchrun(settings(tmp_path / "two", **args))
     assert done.returncode == 0, done.stderr[-3000:]
     train_here(settings(tmp_path / "one", **args))

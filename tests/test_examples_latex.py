@@ -142,6 +142,8 @@ def test_latex_example_runs(tmp_path):
     assert set(table) == {"T0.7_whole", "T0.7_100"}
     assert table["T0.7_whole"]["compiling"] == summary["compiles"]["compiling"]
     assert table["T0.7_100"]["mean_body_chars"] <= table["T0.7_whole"]["mean_body_chars"]
+    whole = table["T0.7_whole"]
+    assert 0 <= whole["compiling_with_verbatim"] <= whole["compiling"]
     samples = sorted((tmp_path / "samples" / "T0.7_whole").glob("sample_*.tex"))
     assert len(samples) == 3
     for tex in samples:
