@@ -257,110 +257,119 @@ def repair_once(body: str) -> str:
       * a paragraph break (blank line) closes every open math (and what was opened inside it);
       * at the end everything still open is closed, innermost first.
     """
-    body = UNFINISHED.sub("", body)
-    if (len(body) - len(body.rstrip("\\"))) % 2:  # an odd run of backslashes at the end
-        body = body[:-1]
-    out, stack, pos = [], [], 0  # stack: ("{", "{") | ("env", name) | ("math", opener)
+    return Repair(body).run()
 
-    def close_to(index: int) -> None:
-        while len(stack) > index:
-            text = closer(stack.pop())
-            if text == "$" and "".join(out[-2:]).endswith("$"):
+
+class Repair:
+    """The state of one pass: the text written so far (``out``), the stack of what is open
+    (("{", "{") | ("env", name) | ("math", opener)) and where the scan stands (``pos``)."""
+
+    def __init__(self, body: str):
+        body = UNFINISHED.sub("", body)
+        if (len(body) - len(body.rstrip("\\"))) % 2:  # an odd run of backslashes at the end
+            body = body[:-1]
+        self.body, self.out, self.stack, self.pos = body, [], [], 0
+
+    def run(self) -> str:
+        while (m := TOKEN.search(self.body, self.pos)) is not None:
+            self.out.append(self.body[self.pos:m.start()])
+            self.pos = m.end()
+            self.token(m, m.group())
+        self.out.append(self.body[self.pos:])
+        if self.stack and re.search(r"(?<!\\)(?:\\\\)*%[^\n]*$", "".join(self.out)):
+            self.out.append("\n")  # the text ends in a comment: closers on a line of their own
+        self.close_to(0)
+        return "".join(self.out)
+
+    def token(self, m, text: str) -> None:
+        if m["begin"]:
+            self.begin(m, text)
+        elif m["end"]:
+            self.close_or_drop(m, text, "env", m["ename"].strip())
+        elif m["open_math"]:
+            self.open_outside_math(m, text)
+        elif m["close_math"]:
+            self.close_or_drop(m, text, "math", "\\[" if text == "\\]" else "\\(")
+        elif m["dollar"]:
+            if self.find("math", text) is not None:
+                self.close_or_drop(m, text, "math", text)
+            else:
+                self.open_outside_math(m, text)
+        elif m["brace"] == "{":
+            self.open(text, ("{", "{"))
+        elif m["brace"] == "}":
+            self.close_or_drop(m, text, "{")
+        elif m["par"]:
+            self.paragraph(text)
+        elif not (m["badverb"] or m["badenv"]):  # escape, \verb, comment: copied untouched
+            self.out.append(text)
+
+    def begin(self, m, text: str) -> None:
+        name = m["bname"].strip()
+        if name in VERBATIM_ENVS:  # opaque up to its \end (added when missing)
+            stop = self.body.find(f"\\end{{{name}}}", self.pos)
+            end = len(self.body) if stop < 0 else stop + len(name) + 6
+            missing = "\n\\end{" + name + "}" if stop < 0 else ""
+            self.out.append(text + self.body[self.pos:end] + missing)
+            self.pos = end
+        elif name in MATH_ENVS and self.in_math():
+            self.pos = self.drop(m)
+        else:
+            self.open(text, ("env", name))
+
+    def open(self, text: str, item: tuple[str, str]) -> None:
+        self.out.append(text)
+        self.stack.append(item)
+
+    def open_outside_math(self, m, text: str) -> None:
+        if self.in_math():
+            self.pos = self.drop(m)
+        else:
+            self.open(text, ("math", text))
+
+    def close_or_drop(self, m, text: str, kind: str, value: str | None = None) -> None:
+        """Close what was opened after the matching opener, then the opener; or drop a
+        closer that matches nothing."""
+        i = self.find(kind, value)
+        if i is None:
+            self.pos = self.drop(m)
+            return
+        self.close_to(i + 1)
+        self.out.append(text)
+        self.stack.pop()
+
+    def paragraph(self, text: str) -> None:
+        first = next((i for i, item in enumerate(self.stack)
+                      if item[0] == "math" or item[1] in MATH_ENVS), None)
+        if first is not None:  # TeX forbids math across a paragraph break
+            self.close_to(first)
+        self.out.append(text)
+
+    def close_to(self, index: int) -> None:
+        while len(self.stack) > index:
+            text = closer(self.stack.pop())
+            if text == "$" and "".join(self.out[-2:]).endswith("$"):
                 text = " $"  # "$$" would open display math
-            out.append(text)
+            self.out.append(text)
 
-    def drop(m) -> int:
+    def drop(self, m) -> int:
         """Drops the token; returns where to read on (past its line if it was alone there)."""
+        body = self.body
         start = body.rfind("\n", 0, m.start()) + 1
         rest = re.compile(r"[ \t]*\n").match(body, m.end())
         if body[start:m.start()].strip() or rest is None or start == 0:
             return m.end()
-        out[-1] = out[-1].rstrip(" \t")  # the line's indentation
+        self.out[-1] = self.out[-1].rstrip(" \t")  # the line's indentation
         return rest.end()
 
-    def find(kind: str, value: str | None = None) -> int | None:
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i][0] == kind and (value is None or stack[i][1] == value):
+    def find(self, kind: str, value: str | None = None) -> int | None:
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == kind and (value is None or self.stack[i][1] == value):
                 return i
         return None
 
-    def in_math() -> bool:
-        return any(item[0] == "math" or item[1] in MATH_ENVS for item in stack)
-
-    while (m := TOKEN.search(body, pos)) is not None:
-        out.append(body[pos:m.start()])
-        pos, text = m.end(), m.group()
-        if m["begin"]:
-            name = m["bname"].strip()
-            if name in VERBATIM_ENVS:
-                stop = body.find(f"\\end{{{name}}}", pos)
-                inner = body[pos:] if stop < 0 else body[pos:stop + len(name) + 6]
-                out.append(text + inner + ("\n\\end{" + name + "}" if stop < 0 else ""))
-                pos = len(body) if stop < 0 else stop + len(name) + 6
-            elif name in MATH_ENVS and in_math():
-                pos = drop(m)
-            else:
-                out.append(text)
-                stack.append(("env", name))
-        elif m["end"]:
-            i = find("env", m["ename"].strip())
-            if i is not None:
-                close_to(i + 1)
-                out.append(text)
-                stack.pop()
-            else:
-                pos = drop(m)
-        elif m["open_math"]:
-            if in_math():
-                pos = drop(m)
-            else:
-                out.append(text)
-                stack.append(("math", text))
-        elif m["close_math"]:
-            i = find("math", "\\[" if text == "\\]" else "\\(")
-            if i is not None:
-                close_to(i + 1)
-                out.append(text)
-                stack.pop()
-            else:
-                pos = drop(m)
-        elif m["dollar"]:
-            i = find("math", text)
-            if i is not None:
-                close_to(i + 1)
-                out.append(text)
-                stack.pop()
-            elif in_math():
-                pos = drop(m)
-            else:
-                out.append(text)
-                stack.append(("math", text))
-        elif m["brace"] == "{":
-            out.append(text)
-            stack.append(("{", "{"))
-        elif m["brace"] == "}":
-            i = find("{")
-            if i is not None:
-                close_to(i + 1)
-                out.append(text)
-                stack.pop()
-            else:
-                pos = drop(m)
-        elif m["par"]:
-            first = next((i for i, item in enumerate(stack)
-                          if item[0] == "math" or item[1] in MATH_ENVS), None)
-            if first is not None:
-                close_to(first)
-            out.append(text)
-        elif m["badverb"] or m["badenv"]:
-            pass
-        else:  # escape, \verb, comment: copied untouched
-            out.append(text)
-    out.append(body[pos:])
-    if stack and re.search(r"(?<!\\)(?:\\\\)*%[^\n]*$", "".join(out)):
-        out.append("\n")  # the text ends in a comment: closers on a line of their own
-    close_to(0)
-    return "".join(out)
+    def in_math(self) -> bool:
+        return any(item[0] == "math" or item[1] in MATH_ENVS for item in self.stack)
 
 
 def closer(item) -> str:

@@ -1,9 +1,7 @@
 """The python_code example: its function extractor, corpus builder and scoring (exact outputs
 on hand-written inputs), and a tiny end-to-end run."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,15 +9,7 @@ import pytest
 from rnnkit.data.corpus import encode_file
 from rnnkit.data.vocab import CharVocab
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from .test_examples import load
 
 pc = load("python_code")
 

@@ -1,25 +1,17 @@
 """examples/latex.py: the corpus rule, the LaTeX repair and a tiny end-to-end run."""
 
 import gzip
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures" / "latex"
+from .conftest import FIXTURES as ALL_FIXTURES
+from .test_examples import load
 
+FIXTURES = ALL_FIXTURES / "latex"
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("latex_example", ROOT / "examples" / "latex.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-latex = load_example()
+latex = load("latex")
 needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None,
                                     reason="pdflatex not installed (apt-get install "
                                            "texlive-latex-base)")
