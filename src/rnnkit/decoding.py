@@ -44,10 +44,11 @@ def sample_next_token(logits: Tensor, cfg: SamplingConfig, generator: torch.Gene
     if cfg.argmax:
         return logits.argmax(dim=-1)
     logits = logits.float()
-    # shift before dividing, so a tiny temperature gives -inf, never inf - inf = nan; and keep
-    # the divisor a normal float32 (1e-300 would round to 0)
-    shifted = logits - logits.max(dim=-1, keepdim=True).values
-    logits = shifted / max(cfg.temperature, 1e-30)
+    if cfg.temperature != 1:  # at 1 this is the identity: softmax shifts by the max itself
+        # shift before dividing, so a tiny temperature gives -inf, never inf - inf = nan; and
+        # keep the divisor a normal float32 (1e-300 would round to 0)
+        shifted = logits - logits.max(dim=-1, keepdim=True).values
+        logits = shifted / max(cfg.temperature, 1e-30)
     if cfg.top_k is not None and cfg.top_k < logits.shape[-1]:
         kth = logits.topk(cfg.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
