@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnnkit.data.vocab import BOS, EOS, CharVocab
-from rnnkit.decoding import SamplingConfig, generate, sample_next_token
+from rnnkit.decoding import SamplingConfig, generate, sample_next_token, sample_rows
 from rnnkit.errors import RnnkitError
 from rnnkit.models import CharLM, CharLMConfig
 
@@ -125,6 +125,25 @@ def test_top_p_samples_follow_renormalised_nucleus(p):
 
 
 # ---------------------------------------------------------------- SamplingConfig
+
+
+def test_each_row_sampled_with_its_own_settings_gets_what_it_would_get_alone():
+    """sample_rows (the playground's batch) against sample_next_token row by row, over many
+    steps, with settings shared by some rows and not others, argmax among them."""
+    cfgs = [SamplingConfig(), SamplingConfig(temperature=0.5), SamplingConfig(),
+            SamplingConfig(argmax=True), SamplingConfig(top_k=3, top_p=0.9),
+            SamplingConfig(temperature=0.5)]
+    batch_gens = [gen(10 + r) for r in range(len(cfgs))]
+    alone_gens = [gen(10 + r) for r in range(len(cfgs))]
+    for step in range(50):
+        logits = random_logits(rows=len(cfgs), seed=100 + step)
+        together = sample_rows(logits, cfgs, batch_gens)
+        alone = [int(sample_next_token(logits[r:r + 1], cfgs[r], alone_gens[r]))
+                 for r in range(len(cfgs))]
+        assert together.tolist() == alone, step
+    # the rows really were random: not all steps drew the same token
+    assert len({int(sample_rows(random_logits(1, seed=s), cfgs[:1], [gen(s)])) for s in
+                range(20)}) > 1
 
 
 @pytest.mark.parametrize("kwargs,flag", [

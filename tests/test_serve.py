@@ -18,9 +18,11 @@ import torch
 from rnnkit.api import load, sample_model
 from rnnkit.cli import main
 from rnnkit.data.vocab import BOS, EOS, CharVocab
+from rnnkit.decoding import SamplingConfig
 from rnnkit.models.char_lm import CharLM, CharLMConfig
 from rnnkit.serve import units
 from rnnkit.serve.app import Limits, create_app
+from rnnkit.serve.generation import END, Batcher, Job
 from rnnkit.serve.units import Activations, collect, layer_values, rank_units
 
 from .test_cli import error_of
@@ -59,9 +61,10 @@ def client(loaded):
 
 class SlowLM(CharLM):
     """The same model, taking ``delay`` seconds more per call and per step: generations last
-    long enough to be watched, interrupted and timed out."""
+    long enough to be watched, interrupted and timed out. ``rows`` records each step's batch."""
 
     delay = 0.005
+    rows: list[int] = []
 
     def forward(self, tokens, state=None):
         time.sleep(self.delay)
@@ -71,6 +74,7 @@ class SlowLM(CharLM):
         step = super().stepper(precision)
 
         def slow_step(tokens, state):
+            self.rows.append(tokens.shape[0])
             time.sleep(self.delay)
             return step(tokens, state)
         return slow_step
@@ -79,7 +83,7 @@ class SlowLM(CharLM):
 def slowed(model, vocab, meta, delay=0.005):
     slow = SlowLM(model.config)
     slow.load_state_dict(model.state_dict())
-    slow.delay = delay
+    slow.delay, slow.rows = delay, []
     return slow.eval(), vocab, meta
 
 
@@ -277,6 +281,113 @@ def test_a_generation_past_its_timeout_ends_with_an_error_record(loaded):
     records = generate(client, length=2000)
     assert "timed out after 0.2 s" in records[-1]["error"]
     assert 0 < len(records) - 1 < 2000
+
+
+# ------------------------------------------------------------------------ batched generation
+
+class Collected:
+    """A Job whose records are kept; ``stop_after`` records, it stops listening (a client
+    leaving); ``then(n, f)`` calls f once after its n-th record."""
+
+    def __init__(self, prompt="", length=40, seed=0, watch=None, stop_after=None, then=None,
+                 **sampling):
+        self.records, self.finished, self.then = [], threading.Event(), then
+        self.stop_after = stop_after
+        self.job = Job(prompt, length, SamplingConfig(**sampling), seed, 5, watch, self.push,
+                       threading.Event())
+
+    def push(self, item):
+        if item is END:
+            self.finished.set()
+            return
+        self.records.append(item)
+        n = len(self.records)
+        if self.stop_after is not None and n >= self.stop_after:
+            self.job.stop.set()
+        if self.then is not None and n == self.then[0]:
+            self.then[1]()
+
+    def text(self) -> str:
+        return self.job.prompt + "".join(r["text"] for r in self.records if "text" in r)
+
+
+def run_batch(model, vocab, jobs, timeout_s=60.0):
+    """Submit ``jobs`` (Collected) to one Batcher at once; wait for every one to end."""
+    ended = []
+    batcher = Batcher(model, vocab, timeout_s, lambda: ended.append(1))
+    for c in jobs:
+        batcher.submit(c.job)
+    for c in jobs:
+        assert c.finished.wait(60)
+    return batcher, ended
+
+
+def alone(model, vocab, c: Collected) -> str:
+    cfg = c.job.cfg
+    return sample_model(model, vocab, c.job.prompt, c.job.length, seed=c.job.seed,
+                        temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)[0]
+
+
+def test_concurrent_generations_step_as_one_batch_and_each_gets_its_own_text(loaded):
+    model, vocab, _ = slowed(*loaded, delay=0.002)
+    jobs = [Collected("Ber", 60, seed=1), Collected("", 60, seed=2, temperature=0.6),
+            Collected("The", 45, seed=3, top_k=5), Collected("Ber", 60, seed=4),
+            Collected("", 30, seed=5, top_p=0.8), Collected("a", 60, seed=6, temperature=1.4)]
+    _, ended = run_batch(model, vocab, jobs)
+    assert max(model.rows) == len(jobs)  # all six rows in one step
+    assert len(model.rows) < sum(c.job.length for c in jobs) / 3  # not one step per character
+    assert len(ended) == len(jobs)
+    for c in jobs:
+        assert c.records[-1]["done"] and c.records[-1]["chars"] == c.job.length
+        assert c.text() == alone(*loaded[:2], c), c.job
+
+
+def test_rows_join_and_leave_mid_batch_without_disturbing_the_others(loaded):
+    """B joins after A's 10th character; C's client leaves after 5; A and B still get what
+    they get alone, and B's watched unit reads the same as when B runs by itself."""
+    model, vocab, _ = loaded
+    watch = (0, 1, 3)  # the c of unit 3
+    late = Collected("Ber", 50, seed=8, watch=watch, temperature=0.8)
+    batcher = Batcher(model, vocab, 60.0)
+    first = Collected("", 80, seed=7, then=(10, lambda: batcher.submit(late.job)))
+    leaving = Collected("The", 80, seed=9, stop_after=5)
+    for c in (first, leaving):
+        batcher.submit(c.job)
+    for c in (first, leaving, late):
+        assert c.finished.wait(60)
+    assert 5 <= len(leaving.records) <= 6 and "done" not in leaving.records[-1]
+    assert first.text() == alone(model, vocab, first)
+    assert late.text() == alone(model, vocab, late)
+    solo = Collected("Ber", 50, seed=8, watch=watch, temperature=0.8)
+    run_batch(model, vocab, [solo])
+    np.testing.assert_allclose([r["act"] for r in late.records[:-1]],
+                               [r["act"] for r in solo.records[:-1]], atol=1e-4)
+    assert [r["top"] for r in late.records[:-1]] == [r["top"] for r in solo.records[:-1]]
+
+
+def test_a_failing_step_ends_every_row_with_an_error_and_the_batcher_recovers(loaded):
+    model, vocab, _ = slowed(*loaded, delay=0.0)
+    broken = {"on": True}
+    step = model.stepper
+
+    def stepper(precision="fp32"):
+        inner = step(precision)
+
+        def maybe_fail(tokens, state):
+            if broken["on"] and tokens.shape[0] > 1:
+                raise RuntimeError("out of memory")
+            return inner(tokens, state)
+        return maybe_fail
+    model.stepper = stepper
+    jobs = [Collected("", 20, seed=s) for s in range(3)]
+    batcher, ended = run_batch(model, vocab, jobs)
+    assert len(ended) == 3
+    assert any("generation failed: RuntimeError: out of memory" in c.records[-1].get("error", "")
+               for c in jobs)
+    broken["on"] = False
+    again = Collected("", 20, seed=0)
+    batcher.submit(again.job)
+    assert again.finished.wait(60) and again.records[-1]["done"]
 
 
 # ------------------------------------------------------------------------ hidden units

@@ -8,7 +8,7 @@ explicit ``torch.Generator``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 import torch
@@ -43,6 +43,31 @@ def sample_next_token(logits: Tensor, cfg: SamplingConfig, generator: torch.Gene
     """Sample one token per row from (B, V) logits. Returns (B,) int64."""
     if cfg.argmax:
         return logits.argmax(dim=-1)
+    return draw(sampling_probs(logits, cfg), uniforms(logits.shape[0], generator, logits.device))
+
+
+def sample_rows(logits: Tensor, cfgs: list[SamplingConfig],
+                generators: list[torch.Generator]) -> Tensor:
+    """``sample_next_token`` with settings and a generator per row of (B, V) logits: rows that
+    share settings are sampled together, each drawing its uniform from its own generator, so
+    a row gets the token it would get alone. Returns (B,) int64."""
+    groups: dict[tuple, list[int]] = {}
+    for row, cfg in enumerate(cfgs):
+        groups.setdefault(astuple(cfg), []).append(row)
+    tokens = torch.empty(len(cfgs), dtype=torch.long, device=logits.device)
+    for rows in groups.values():
+        cfg, index = cfgs[rows[0]], torch.tensor(rows, device=logits.device)
+        if cfg.argmax:
+            tokens[index] = logits[index].argmax(dim=-1)
+            continue
+        u = torch.cat([uniforms(1, generators[r], logits.device) for r in rows])
+        tokens[index] = draw(sampling_probs(logits[index], cfg), u)
+    return tokens
+
+
+def sampling_probs(logits: Tensor, cfg: SamplingConfig) -> Tensor:
+    """(B, V) probabilities to draw from: the temperature, then top-k and top-p applied (the
+    dropped tokens get 0; rows need not sum to 1)."""
     logits = logits.float()
     if cfg.temperature != 1:  # at 1 this is the identity: softmax shifts by the max itself
         # shift before dividing, so a tiny temperature gives -inf, never inf - inf = nan; and
@@ -58,17 +83,20 @@ def sample_next_token(logits: Tensor, cfg: SamplingConfig, generator: torch.Gene
         # drop a token when the more likely ones already reach top_p (the first always stays)
         drop = sorted_p.cumsum(dim=-1) - sorted_p >= cfg.top_p
         probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-    return draw(probs, generator)
+    return probs
 
 
-def draw(probs: Tensor, generator: torch.Generator) -> Tensor:
+def uniforms(rows: int, generator: torch.Generator, device) -> Tensor:
+    """(rows, 1) uniforms in (0, 1]: then u * total > 0, so a zero-probability index (whose
+    cdf equals its predecessor's) is never the first to reach it."""
+    return 1 - torch.rand(rows, 1, generator=generator, device=device)
+
+
+def draw(probs: Tensor, u: Tensor) -> Tensor:
     """One index per row of (B, V) probabilities (unnormalised is fine), by inverting the CDF:
-    the first index whose cumulative probability reaches u * total, u uniform in (0, 1].
-    A third of torch.multinomial's time per step at batch 1, a tenth at batch 64."""
+    the first index whose cumulative probability reaches u * total, for (B, 1) ``u`` in
+    (0, 1]. A third of torch.multinomial's time per step at batch 1, a tenth at batch 64."""
     cdf = probs.cumsum(dim=-1)
-    # u in (0, 1] makes the target > 0 and <= total, so a zero-probability index (whose cdf
-    # equals its predecessor's) is never the first to reach it
-    u = 1 - torch.rand(probs.shape[0], 1, generator=generator, device=probs.device)
     return torch.searchsorted(cdf, u * cdf[:, -1:]).squeeze(-1)
 
 

@@ -12,9 +12,10 @@ Routes (every error is JSON, ``{"error": "..."}``, with a 4xx/5xx status):
     POST /api/units    {"text", "layer", "state", "unit"} or {"text", "rank": FEATURE}
                        -> one unit's activation per character (and the ranking)
 
-The model is loaded once and shared. Generations run on a pool of ``max_concurrent`` worker
-threads, never on the event loop; requests beyond that wait in a bounded queue, first come,
-first served, and are refused with 503 when it is full or their wait runs out.
+The model is loaded once and shared. Up to ``max_concurrent`` generations run at once, stepped
+together as one batch on one thread (generation.py), never on the event loop; unit analyses take
+a slot too, on a worker thread. Requests beyond that wait in a bounded queue, first come, first
+served, and are refused with 503 when it is full or their wait runs out.
 """
 
 from __future__ import annotations
@@ -23,14 +24,12 @@ import asyncio
 import json
 import secrets
 import threading
-import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib.resources import files
 from typing import Literal
 
-import torch
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -40,7 +39,7 @@ from starlette.exceptions import HTTPException
 from ..data.vocab import EOS
 from ..decoding import SamplingConfig
 from ..errors import RnnkitError
-from .generation import records
+from .generation import END, Batcher, Job
 from .units import FEATURES, check_text, collect, rank_units, state_names
 
 NDJSON = "application/x-ndjson"
@@ -55,8 +54,9 @@ class Limits:
     """Longest prompt (and, plus max_length, the longest text for /api/units)."""
     max_length: int = 2000
     """Most characters one request may generate."""
-    max_concurrent: int = 4
-    """Generations (and unit analyses) running at once; each holds a worker thread."""
+    max_concurrent: int = 32
+    """Generations (and unit analyses) running at once: the generations are the rows of one
+    batch, each analysis holds a worker thread."""
     max_waiting: int = 64
     """Requests queued for a worker; more get 503 at once."""
     queue_timeout_s: float = 30.0
@@ -188,8 +188,9 @@ def create_app(model, vocab, meta: dict, limits: Limits | None = None) -> FastAP
     app = FastAPI(title="rnnkit", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.slots = Slots(limits.max_concurrent, limits.max_waiting)
     app.state.pool = ThreadPoolExecutor(limits.max_concurrent, thread_name_prefix="rnnkit")
+    app.state.batcher = Batcher(model, vocab, limits.timeout_s, app.state.slots.leave)
     add_error_handlers(app, limits)
-    add_routes(app, Server(model, vocab, meta, limits, app.state.slots, app.state.pool))
+    add_routes(app, Server(model, vocab, meta, limits, app.state))
     return app
 
 
@@ -251,11 +252,12 @@ def validation_message(errors) -> str:
 
 
 class Server:
-    """What the routes share: the model, its vocabulary, the limits and the worker pool."""
+    """What the routes share: the model, its vocabulary, the limits, the slots, the batcher
+    and the worker pool."""
 
-    def __init__(self, model, vocab, meta, limits: Limits, slots: Slots, pool):
+    def __init__(self, model, vocab, meta, limits: Limits, shared):
         self.model, self.vocab, self.meta, self.limits = model, vocab, meta, limits
-        self.slots, self.pool = slots, pool
+        self.slots, self.pool, self.batcher = shared.slots, shared.pool, shared.batcher
         self.states = state_names(model)
         self.page = files("rnnkit.serve").joinpath("page.html").read_text(encoding="utf-8")
 
@@ -313,33 +315,10 @@ class Server:
             except RuntimeError:  # the event loop is gone: nobody is listening
                 stop.set()
 
-        job = (body.prompt, body.length, cfg, seed, body.top, watch)
-        self.pool.submit(self.work, job, push, stop)
+        self.batcher.submit(Job(body.prompt, body.length, cfg, seed, body.top, watch, push,
+                                stop))
         return ClosingStream(stream(queue, stop), media_type=NDJSON,
                              headers={"Cache-Control": "no-store"})
-
-    def work(self, job, push, stop: threading.Event) -> None:
-        """Runs on a worker thread: records into ``push`` until done, stopped or timed out."""
-        prompt, length, cfg, seed, top, watch = job
-        start, count = time.monotonic(), 0
-        try:
-            gen = torch.Generator(next(self.model.parameters()).device).manual_seed(seed)
-            for record in records(self.model, self.vocab, prompt, length, cfg, gen, top, watch):
-                if stop.is_set():
-                    return
-                if time.monotonic() - start > self.limits.timeout_s:
-                    push({"error": f"timed out after {self.limits.timeout_s:g} s and {count} "
-                                   "characters; ask for fewer characters"})
-                    return
-                push(record)
-                count += 1
-            push({"done": True, "chars": count, "seed": seed,
-                  "seconds": round(time.monotonic() - start, 3)})
-        except Exception as e:  # noqa: BLE001  the client gets the reason, the server lives
-            push({"error": f"generation failed: {type(e).__name__}: {e}"})
-        finally:
-            push(END)
-            self.slots.leave()
 
     async def units(self, body: UnitsBody) -> dict:
         limit = self.limits.max_prompt_chars + self.limits.max_length
@@ -374,9 +353,6 @@ class Server:
                 "activations": [round(float(v), 4) for v in acts.values[:, layer, s, unit]],
                 "probs": [round(float(p), 4) for p in acts.probs],
                 "ranking": ranking, "feature": body.rank}
-
-
-END = object()  # the worker's last item
 
 
 class ClosingStream(StreamingResponse):
