@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from rnnkit.decoding import read_prompt
 from rnnkit.models.gpt import GPT, GPTConfig
 
 V = 11
@@ -61,6 +62,23 @@ def test_full_cache_restarts_from_the_last_half_block():
             expected = model(tokens[:, t + 1 - window:t + 1])[0][:, -1]
         assert_close(logits, expected, atol=1e-5, rtol=0)
         assert state.history.equal(tokens[:, t + 1 - window:t + 1])
+
+
+@pytest.mark.parametrize("length", [1, 5, 8, 9, 12, 13, 21, 30])
+def test_prefill_reaches_the_state_stepping_through_the_prompt_reaches(length):
+    """A prompt read in one pass (read_prompt) against token by token, across the cache
+    overflows of an 8-position block; then both continue the same."""
+    model = make_gpt(block_size=8).eval()
+    tokens = torch.randint(0, V, (2, length + 6))
+    step = model.stepper()
+    stepped, state = step_all(step, tokens[:, :length])
+    logits, filled = read_prompt(model, step, tokens[:, :length])
+    assert filled.history.equal(state.history)
+    assert_close(logits, stepped[:, -1], atol=1e-5, rtol=0)
+    for a, b in zip(filled.keys + filled.values, state.keys + state.values, strict=True):
+        assert_close(a, b, atol=1e-5, rtol=0)
+    assert_close(step_all(step, tokens[:, length:], filled)[0],
+                 step_all(step, tokens[:, length:], state)[0], atol=1e-5, rtol=0)
 
 
 def test_reordered_state_continues_the_reordered_sequences():

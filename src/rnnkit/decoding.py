@@ -118,10 +118,13 @@ def prompt_ids(vocab: CharVocab, prime_text: str) -> list[int]:
 def read_prompt(model, step, tokens: Tensor) -> tuple[Tensor, Any]:
     """(B, V) logits after reading (B, P) prompt tokens, and the state to step on from. A
     recurrent model reads the prompt in one call of its sequence kernel; a transformer
-    (``carries_state`` False) fills its KV cache token by token through ``step``."""
+    (``carries_state`` False) fills its KV cache in one pass with ``step.prefill`` where the
+    stepper has one (the same cache as stepping through the prompt), else token by token."""
     if getattr(model, "carries_state", True):
         logits, state = model(tokens)
         return logits[:, -1], state
+    if hasattr(step, "prefill"):
+        return step.prefill(tokens)
     state = None
     for token in tokens.unbind(dim=1):
         logits, state = step(token, state)

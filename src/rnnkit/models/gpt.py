@@ -233,7 +233,23 @@ class GPT(nn.Module):
             with torch.autocast(tokens.device.type, torch.bfloat16, enabled=bf16):
                 logits, state = model._step(tokens, state)
             return logits.float(), state
+
+        @torch.no_grad()
+        def prefill(tokens: Tensor) -> tuple[Tensor, GPTState]:
+            with torch.autocast(tokens.device.type, torch.bfloat16, enabled=bf16):
+                logits, state = model._prefill(tokens[:, model._window(tokens.shape[1]):])
+            return logits.float(), state
+        step.prefill = prefill  # decoding.read_prompt reads a prompt with it, in one pass
         return step
+
+    def _window(self, length: int) -> int:
+        """Where the window that stepping through ``length`` tokens ends on starts: a full
+        cache keeps its last block_size // 2 tokens and goes on, so past block_size the window
+        cycles between block_size // 2 + 1 and block_size tokens."""
+        block, keep = self.config.block_size, self.config.block_size // 2
+        if length <= block:
+            return 0
+        return length - (keep + 1 + (length - block - 1) % (block - keep))
 
     def _step(self, tokens: Tensor, state: GPTState | None) -> tuple[Tensor, GPTState]:
         """One decoding step: extend the cache by ``tokens`` (B,), or run the transformer over
