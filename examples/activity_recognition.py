@@ -35,7 +35,6 @@ is below chance because it settles on nearly one class.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -44,6 +43,7 @@ import numpy as np
 import rnnkit
 from rnnkit import vision_tasks
 from rnnkit.data.vision import ACTIVITY_CLASSES, DIRECTIONS
+from rnnkit.fileio import save_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "activity_recognition.json"
 CHANCE = 1 / len(ACTIVITY_CLASSES)
@@ -139,12 +139,7 @@ def main(argv=None) -> dict:
         results[name] = score(out / name, args, seconds)
     summary = {"args": vars(args), "classes": list(ACTIVITY_CLASSES), "chance": CHANCE,
                "results": results, "wall_seconds": round(time.perf_counter() - t0, 1)}
-    text = json.dumps(summary, indent=2) + "\n"
-    (out / "results.json").write_text(text)
-    if args.save:
-        RESULTS.write_text(text)
-    print(text, end="")
-    return summary
+    return save_results(summary, out / "results.json", RESULTS if args.save else None)
 
 
 if __name__ == "__main__":

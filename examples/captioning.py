@@ -36,12 +36,12 @@ Wall 1.4 and 1.9 minutes in all.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import rnnkit
 from rnnkit import vision_tasks
+from rnnkit.fileio import save_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "captioning.json"
 
@@ -144,12 +144,7 @@ def main(argv=None) -> dict:
         results[name] = score(out / name, args, seconds)
     summary = {"args": vars(args), "results": results,
                "wall_seconds": round(time.perf_counter() - t0, 1)}
-    text = json.dumps(summary, indent=2) + "\n"
-    (out / "results.json").write_text(text)
-    if args.save:
-        RESULTS.write_text(text)
-    print(text, end="")
-    return summary
+    return save_results(summary, out / "results.json", RESULTS if args.save else None)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,6 @@ import argparse
 import collections
 import gzip
 import hashlib
-import json
 import re
 import shutil
 import subprocess
@@ -66,6 +65,7 @@ import time
 from pathlib import Path
 
 import rnnkit
+from rnnkit.fileio import save_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latex.json"
 PICTURE = RESULTS.with_name("latex_sample.png")
@@ -574,12 +574,7 @@ def main(argv=None) -> dict:
         "picture_of": picture,
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
-    text = json.dumps(summary, indent=2) + "\n"
-    (out / "results.json").write_text(text)
-    if args.save:
-        RESULTS.write_text(text)
-    print(text, end="")
-    return summary
+    return save_results(summary, out / "results.json", RESULTS if args.save else None)
 
 
 if __name__ == "__main__":

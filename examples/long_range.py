@@ -43,13 +43,13 @@ accuracy 0.237 (400 steps). Where the gated cells may still pull ahead
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import time
 from pathlib import Path
 
 import rnnkit
+from rnnkit.fileio import save_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "long_range.json"
 CELLS = ("rnn", "gru", "lstm")
@@ -154,12 +154,7 @@ def main(argv=None) -> dict:
     summary = {"args": vars(args), "chance": round(1 / len(set(args.alphabet)), 4),
                "test_majority_share": round(max(map(labels.count, set(labels))) / len(labels), 4),
                "results": results, "wall_seconds": round(time.perf_counter() - t0, 1)}
-    text = json.dumps(summary, indent=2) + "\n"
-    (out / "results.json").write_text(text)
-    if args.save:
-        RESULTS.write_text(text)
-    print(text, end="")
-    return summary
+    return save_results(summary, out / "results.json", RESULTS if args.save else None)
 
 
 if __name__ == "__main__":

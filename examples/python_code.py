@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import re
 import shutil
 import sysconfig
@@ -81,6 +80,7 @@ import torch
 
 import rnnkit
 from rnnkit.api import sample_model
+from rnnkit.fileio import save_results
 
 SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 RESULTS = Path(__file__).resolve().parent / "results" / "python_code.json"
@@ -345,11 +345,8 @@ def main(argv=None) -> dict:
         "wall_seconds": 0.0,
     }
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    text = json.dumps(summary, indent=2) + "\n"
-    (out / "results.json").write_text(text)
-    if args.save:
-        (RESULTS_NO_COMMENTS if args.no_comments else RESULTS).write_text(text)
-    print(text, end="")
+    saved = (RESULTS_NO_COMMENTS if args.no_comments else RESULTS) if args.save else None
+    save_results(summary, out / "results.json", saved)
     return summary
 
 

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import keyword
 import random
 import sysconfig
@@ -60,6 +59,7 @@ from pathlib import Path
 
 import rnnkit
 from rnnkit.api import predict
+from rnnkit.fileio import save_results
 
 TYPES = ("NAME", "KEYWORD", "OP", "NUMBER", "STRING", "COMMENT")
 SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
@@ -294,12 +294,7 @@ def main(argv=None) -> dict:
                          "train_seconds": round(seconds, 1)}
     summary = {"args": vars(args), "data": data, "results": results,
                "wall_seconds": round(time.perf_counter() - t0, 1)}
-    text = json.dumps(summary, indent=2) + "\n"
-    (out / "results.json").write_text(text)
-    if args.save:
-        RESULTS.write_text(text)
-    print(text, end="")
-    return summary
+    return save_results(summary, out / "results.json", RESULTS if args.save else None)
 
 
 if __name__ == "__main__":

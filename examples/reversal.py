@@ -39,7 +39,6 @@ attention only has to learn where to look (train loss 0.05 nats/char after 250 s
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import string
 import time
@@ -49,6 +48,7 @@ import torch
 
 import rnnkit
 import rnnkit.api
+from rnnkit.fileio import save_results
 from rnnkit.models import Seq2Seq, Seq2SeqConfig, SequenceTagger, TaggerConfig
 from rnnkit.tasks import DecodeSettings
 
@@ -228,11 +228,8 @@ def main(argv=None) -> dict:
               f"{r['parameters']:,} params, {r['train_seconds']:.0f} s")
     summary = {"args": vars(args), "chance_char_accuracy": round(1 / args.alphabet, 4),
                "results": results}
-    text = json.dumps(summary, indent=2) + "\n"
-    (out / "results.json").write_text(text)
-    if args.save:
-        RESULTS.write_text(text)
-    return summary
+    return save_results(summary, out / "results.json", RESULTS if args.save else None,
+                        echo=False)
 
 
 if __name__ == "__main__":

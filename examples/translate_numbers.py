@@ -32,7 +32,6 @@ A clock budget is available (--max-time), but on a busy machine it is not reprod
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from num2words import num2words
 import rnnkit
 import rnnkit.api
 from rnnkit import metrics
+from rnnkit.fileio import save_results
 from rnnkit.tasks import DecodeSettings
 
 PAIRS = {"digits-en": ("digits", "en"), "en-fr": ("en", "fr")}
@@ -180,11 +180,8 @@ def main(argv=None) -> dict:
     for pair, r in results.items():
         report(pair, r, args.beam)
     summary = {"args": vars(args), "results": results}
-    text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
-    (out / "results.json").write_text(text, encoding="utf-8")
-    if args.save:
-        RESULTS.write_text(text, encoding="utf-8")
-    return summary
+    return save_results(summary, out / "results.json", RESULTS if args.save else None,
+                        echo=False)
 
 
 if __name__ == "__main__":

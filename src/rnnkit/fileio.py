@@ -36,3 +36,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def save_results(obj, *paths: str | Path | None, echo: bool = True):
+    """Write ``obj`` as indented JSON to each of ``paths`` (None skipped), each atomically,
+    and print it when ``echo``: how the examples report. Returns ``obj``."""
+    for path in paths:
+        if path is not None:
+            atomic_write_json(path, obj)
+    if echo:
+        print(json.dumps(obj, indent=2, ensure_ascii=False))
+    return obj
