@@ -32,6 +32,10 @@ needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None,
     # a paragraph break ends math, inline or a math environment
     ("$a\n\nb", "$a$\n\nb"),
     ("\\begin{equation}a\n\nb\\end{equation}", "\\begin{equation}a\\end{equation}\n\nb"),
+    # a paragraph break ends a command's argument (and what it holds), not a plain group
+    ("\\title{A \\emph{long\n\nb}", "\\title{A \\emph{long}}\n\nb"),
+    ("\\cite[p.~2]{x\n\ny", "\\cite[p.~2]{x}\n\ny"),
+    ("{\\bf a\n\nb", "{\\bf a\n\nb}"),
     # a closer of something further out first closes what is open inside it
     (r"\begin{theorem}{\em a\end{theorem}", r"\begin{theorem}{\em a}\end{theorem}"),
     (r"$\frac{a$ b", r"$\frac{a}$ b"),
@@ -98,6 +102,37 @@ def test_corpus_dedupes_and_caps(tmp_path):
                                 max_file_bytes=10_000)
     assert counts["documents"] == 1
     assert counts["skipped"] == {"duplicate": 1, "over --max-bytes": 1}
+
+
+VIGNETTE = r"""\documentclass{article}
+% \VignetteIndexEntry{Intro}
+\SweaveOpts{keep.source=TRUE}
+\begin{document}
+\SweaveOpts{eps=FALSE}
+The \pkg{zoo} package and its \code{rollmean} function, in \proglang{R}:
+<<fit, echo=TRUE>>=
+fit <- lm(y ~ x) { unbalanced
+@
+Then the mean of the series is \Sexpr{round(mean(x), 2)}.
+\begin{Schunk}\begin{Sinput}> x\end{Sinput}\end{Schunk}
+\end{document}
+"""
+
+
+def test_a_sweave_vignette_is_read_as_plain_latex(tmp_path):
+    (tmp_path / "intro.Rnw").write_text(VIGNETTE)
+    (tmp_path / "paper.Rnw").write_text(VIGNETTE.replace("{article}", "{jss}"))
+    args = latex.parse_args(["--tex-dir", str(tmp_path)])
+    assert [p.name for p in latex.tex_files(args)] == ["intro.Rnw", "paper.Rnw"]
+    body = latex.document_body(latex.read_tex(tmp_path / "intro.Rnw"))
+    assert body.startswith("The \\textbf{zoo} package and its \\texttt{rollmean} function, "
+                           "in \\textsf{R}:")
+    assert "Then the mean of the series is 1." in body
+    for gone in ("Sweave", "<<", "lm(y", "Sexpr", "Schunk", "Sinput", "%"):
+        assert gone not in body
+    assert latex.is_balanced(body)
+    # a journal class defines its own macros: the file is not a document of the corpus
+    assert latex.document_body(latex.read_tex(tmp_path / "paper.Rnw")) is None
 
 
 def test_first_error_names_the_undefined_command():
