@@ -85,7 +85,8 @@ def _tanh_(x: Tensor, doubled: bool = False) -> Tensor:
 
 
 class RecurrentStep:
-    """``out, state = step(inputs, state)`` for a ``Recurrent`` stack, one step, no dropout.
+    """``out, state = step(inputs, state)`` for a ``Recurrent`` stack, one step, no dropout,
+    no gradient.
 
     Args:
         rnn: the stack (LSTM, GRU or RNN cells).
@@ -142,6 +143,7 @@ class RecurrentStep:
         bias = None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh
         return self._affine(torch.cat([cell.weight_ih, cell.weight_hh], dim=1), bias, precision)
 
+    @torch.no_grad()  # decoding only: the in-place writes below have no gradient
     def __call__(self, inputs: Tensor, state: tuple[Tensor, ...] | None = None):
         if state is None:
             zeros = torch.zeros(len(self.upper) + 1, inputs.shape[0], self.hidden_size,
