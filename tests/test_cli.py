@@ -124,9 +124,25 @@ def test_bad_training_text_fails_cleanly_and_leaves_nothing(bad_files, capsys, f
     (["--temperature", "-1"], "--temperature must be > 0"),
     (["--top-k", "0"], "--top-k must be >= 1"),
     (["--top-p", "0"], "--top-p must be in (0, 1]"),
-    (["--top-p", "1.5"], "--top-p must be in (0, 1]")])
+    (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
+    (["--beam", "4", "--temperature", "0.5"], "--beam searches for the likeliest text"),
+    (["--beam", "2", "--num-samples", "3"], "--num-samples (3) must be <= --beam (2)"),
+    (["--beam", "0"], "--beam must be >= 1")])
 def test_bad_sampling_flags(run_dir, capsys, flags, words):
     assert words in error_of(capsys, ["sample", str(run_dir), *flags])
+
+
+def test_sample_with_a_beam_prints_the_likeliest_texts_whatever_the_seed(run_dir, capsys):
+    flags = ["sample", str(run_dir), "--prime-text", "Ber.", "--length", "30", "--beam", "4"]
+    outputs = []
+    for seed in ("1", "2"):
+        assert main([*flags, "--seed", seed]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and outputs[0].startswith("Ber.")
+    assert len(outputs[0]) == len("Ber.") + 30 + 1
+    assert main([*flags, "--num-samples", "2"]) == 0
+    best, second = capsys.readouterr().out.rstrip("\n").split("\n\n")
+    assert best == outputs[0].rstrip("\n") and second != best
 
 
 def test_missing_and_corrupt_checkpoints(bad_files, capsys):

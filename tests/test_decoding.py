@@ -1,14 +1,16 @@
 """Sampling rules (argmax, temperature, top-k, top-p) and autoregressive generation."""
 
+import itertools
 import re
 
 import pytest
 import torch
 
 from rnnkit.data.vocab import BOS, EOS, CharVocab
-from rnnkit.decoding import SamplingConfig, generate, sample_next_token, sample_rows
+from rnnkit.decoding import SamplingConfig, beam_continue, generate, sample_next_token, sample_rows
 from rnnkit.errors import RnnkitError
 from rnnkit.models import CharLM, CharLMConfig
+from rnnkit.models.gpt import GPT, GPTConfig
 
 CHARS = list("abcdefgh \n")
 V = 10
@@ -310,3 +312,46 @@ def test_prime_text_outside_vocabulary_raises(specials):
     model = make_model(vocab)
     with pytest.raises(RnnkitError, match=r"prime-text.*'z'"):
         generate(model, vocab, "abz", 5, SamplingConfig(argmax=True), gen())
+
+
+# ---------------------------------------------------------------- beam search for language models
+
+@torch.no_grad()
+def continuation_logprob(model, vocab, prime, tokens) -> float:
+    """log p(tokens | prime) by one forward pass over the whole sequence."""
+    ids = start_ids(vocab, prime)
+    logits = model(torch.tensor([ids + tokens]))[0][0, len(ids) - 1:-1]
+    return float(logits.log_softmax(-1).gather(1, torch.tensor(tokens)[:, None]).sum())
+
+
+@pytest.mark.parametrize("model_kind", ["lstm", "gpt"])
+def test_beam_one_is_greedy_and_a_full_beam_finds_the_likeliest_continuation(model_kind):
+    vocab = CharVocab(list("ab\nc"))
+    if model_kind == "gpt":
+        torch.manual_seed(2)
+        model = GPT(GPTConfig(vocab_size=4, block_size=16, n_layer=1, n_head=1, n_embd=8))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(8.0)
+    else:
+        model = make_model(vocab, seed=4)  # a seed whose greedy path is not the likeliest
+    length = 4
+    greedy = generate(model, vocab, "ab", length, SamplingConfig(argmax=True), gen())[0]
+    assert beam_continue(model, vocab, "ab", length, beam=1) == [greedy]
+    # 4 ** 3 hypotheses kept: nothing is pruned, so the search is exhaustive
+    found = beam_continue(model, vocab, "ab", length, beam=64, n_best=3)
+    every = itertools.product(range(4), repeat=length)
+    scores = sorted((continuation_logprob(model, vocab, "ab", list(t)), list(t)) for t in every)
+    assert found == [t for _, t in scores[::-1][:3]]
+    # the model's greedy path is not its likeliest: the search has work to do
+    assert found[0] != greedy
+
+
+def test_beam_in_lines_mode_ends_at_eos_and_keeps_it_out():
+    vocab = CharVocab(CHARS, [BOS, EOS])
+    model = make_model(vocab, seed=2)
+    step = force_eos_at_a_later_step(model, vocab, "", 25)
+    lines = beam_continue(model, vocab, "", 25, beam=1)
+    assert len(lines[0]) == step and vocab.id_of(EOS) not in lines[0]
+    wide = beam_continue(model, vocab, "", 25, beam=4, n_best=4)
+    assert len(wide) == 4 and all(vocab.id_of(EOS) not in line for line in wide)

@@ -20,7 +20,7 @@ from .data.corpus import encode_file, read_source
 from .data.pairs import parse_examples, read_lines, split_indices
 from .data.shakespeare import corpus_bytes
 from .data.tokenizers import TextStream
-from .decoding import SamplingConfig, generate, prompt_ids
+from .decoding import SamplingConfig, beam_continue, generate, prompt_ids
 from .errors import RnnkitError
 from .layers.recurrent_step import PRECISIONS, int8_available
 from .models.char_lm import CharLM, CharLMConfig
@@ -57,27 +57,38 @@ def require_lm(meta: dict, checkpoint) -> None:
 
 def sample(checkpoint: str | Path, prime_text: str = "", length: int = 500, num_samples: int = 1,
            seed: int = 1337, device: str = "cpu", on_text: Callable[[str], None] | None = None,
-           precision: str = "fp32", **sampling) -> list[str]:
+           precision: str = "fp32", beam: int = 1, length_penalty: float = 0.0,
+           **sampling) -> list[str]:
     """Samples continuing ``prime_text`` (included in each), one string per sample.
 
     ``sampling`` takes SamplingConfig's fields (temperature, top_k, top_p, argmax). With one
     sample, ``on_text`` receives the text piece by piece as it is generated. ``precision``
     "bf16" or "int8" trades a little likelihood for speed (layers/recurrent_step.py).
+    ``beam`` > 1 searches for the likeliest continuations instead of sampling: the
+    ``num_samples`` best of the beam (decoding.beam_continue).
     """
     model, vocab, meta = load(checkpoint, device)
     require_lm(meta, checkpoint)
     return sample_model(model, vocab, prime_text, length, num_samples, seed, on_text,
-                        precision, **sampling)
+                        precision, beam, length_penalty, **sampling)
 
 
 def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
                  num_samples: int = 1, seed: int = 1337,
                  on_text: Callable[[str], None] | None = None, precision: str = "fp32",
-                 **sampling) -> list[str]:
+                 beam: int = 1, length_penalty: float = 0.0, **sampling) -> list[str]:
     """``sample`` for a model already loaded."""
     cfg = SamplingConfig(**sampling)
     check_precision(precision, next(model.parameters()).device, model)
     prompt_ids(vocab, prime_text)  # refuse a bad prompt before anything is printed
+    if beam != 1:
+        check_beam(beam, num_samples, cfg)
+        found = beam_continue(model, vocab, prime_text, length, beam, num_samples,
+                              length_penalty, precision)
+        texts = [prime_text + vocab.decode(tokens) for tokens in found]
+        if on_text is not None and num_samples == 1:
+            on_text(texts[0])
+        return texts
     gen = torch.Generator(next(model.parameters()).device).manual_seed(seed)
     stream = on_text if num_samples == 1 else None
     if stream:
@@ -91,6 +102,17 @@ def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
 
     rows = generate(model, vocab, prime_text, length, cfg, gen, num_samples, emit, precision)
     return [prime_text + vocab.decode(r) for r in rows]
+
+
+def check_beam(beam: int, num_samples: int, cfg: SamplingConfig) -> None:
+    if beam < 1:
+        raise RnnkitError(f"--beam must be >= 1, got {beam}")
+    if num_samples > beam:
+        raise RnnkitError(f"--num-samples ({num_samples}) must be <= --beam ({beam}): a beam "
+                          "search returns the best of the hypotheses it keeps")
+    if cfg != SamplingConfig():
+        raise RnnkitError("--beam searches for the likeliest text and samples nothing: drop "
+                          "--temperature, --top-k, --top-p and --argmax, or --beam")
 
 
 def check_precision(precision: str, device: torch.device, model=None) -> None:

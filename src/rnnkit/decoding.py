@@ -181,6 +181,33 @@ def _sample_loop(step, state, logits: Tensor, vocab: CharVocab, length: int,
     return _cut_at_eos(tokens, stop) if stop is not None else tokens.tolist()
 
 
+@torch.no_grad()
+def beam_continue(model, vocab: CharVocab, prime_text: str, length: int, beam: int,
+                  n_best: int = 1, length_penalty: float = 0.0,
+                  precision: str = "fp32") -> list[list[int]]:
+    """The ``n_best`` likeliest continuations of the prompt by beam search (``beam_search``
+    over the model's single steps), best first: ``length`` tokens in stream mode, a line to
+    its <eos> (not included) in lines mode, where ``length_penalty`` > 0 favours longer
+    lines. Deterministic: no sampling."""
+    was_training = model.training
+    model.eval()
+    try:
+        step, state, logits = _start(model, vocab, prime_text, 1, precision)
+        pending = [logits.float().log_softmax(-1)]
+
+        def lm_step(tokens: Tensor, state):
+            if pending:  # the prompt is read already: its next-token scores come first
+                return pending.pop().expand(tokens.shape[0], -1), state
+            logits, state = step(tokens, state)
+            return logits.float().log_softmax(-1), state
+        eos = vocab.id_of(EOS) if EOS in vocab.specials else -1  # -1: no token ends a text
+        found = beam_search(lm_step, model.reorder_state, state, 1, 0, eos, beam, length,
+                            length_penalty, n_best, device=logits.device)
+        return [tokens for tokens, _ in found[0]]
+    finally:
+        model.train(was_training)
+
+
 def logits_over(model, tokens: Tensor) -> Tensor:
     """(B, T, V) next-token logits at every position of (B, T) tokens, however long: past its
     block_size a transformer's context slides as it does when sampling."""

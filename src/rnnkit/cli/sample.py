@@ -4,6 +4,7 @@ examples:
   rnnkit sample runs/shakespeare --prime-text "ROMEO:" --length 500 --temperature 0.8
   rnnkit sample runs/lines --num-samples 10          # lines mode: ten lines on stdout
   rnnkit sample runs/shakespeare --length 100000 --precision int8 > long.txt   # fastest
+  rnnkit sample runs/shakespeare --prime-text "ROMEO:" --length 200 --beam 8    # likeliest
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ def add_arguments(p) -> None:
     p.add_argument("--top-p", type=float, default=None,
                    help="sample among the likeliest tokens whose probability reaches p")
     p.add_argument("--argmax", action="store_true", help="always take the likeliest character")
-    p.add_argument("--num-samples", type=int, default=1, help="independent samples (default 1)")
+    p.add_argument("--num-samples", type=int, default=1,
+                   help="independent samples (default 1); with --beam, the N best")
+    p.add_argument("--beam", type=int, default=1,
+                   help="beam search for the likeliest continuation instead of sampling "
+                        "(K hypotheses kept; default 1: sample)")
+    p.add_argument("--length-penalty", type=float, default=0.0,
+                   help="with --beam in lines mode: > 0 favours longer lines (GNMT's alpha, "
+                        "0.6-1.0 usual; default 0)")
     p.add_argument("--seed", type=int, default=1337, help="random seed (default 1337)")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
@@ -50,6 +58,7 @@ def run(args) -> int:
     lines_mode = "<eos>" in vocab.specials
     texts = sample_model(model, vocab, args.prime_text, args.length, args.num_samples, args.seed,
                          on_text=None if lines_mode else write, precision=args.precision,
+                         beam=args.beam, length_penalty=args.length_penalty,
                          temperature=args.temperature,
                          top_k=args.top_k, top_p=args.top_p, argmax=args.argmax)
     if lines_mode:

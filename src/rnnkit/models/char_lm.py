@@ -102,3 +102,9 @@ class CharLM(nn.Module):
 
     def init_state(self, batch_size: int) -> State:
         return self.rnn.init_state(batch_size, self.head.weight)
+
+    @staticmethod
+    def reorder_state(state: State, index: Tensor) -> State:
+        """Rows ``index`` (M,) int64 of the state, in that order (beam search keeps, drops and
+        repeats hypotheses)."""
+        return tuple(s.index_select(1, index) for s in state)
