@@ -60,9 +60,9 @@ on vocabulary: 11 undefined control sequences and 6 undefined environments of th
 at 0.5; it is also full of verbatim text, and all 5 whole samples that compiled hold some
 (the 903 corpus stubs lift them only to 7 of 40). The R papers fail on tables: a row with
 more cells than its columns or an & outside any table (13 of 39), captions outside a float
-(6 at 0.7); their short samples compile best. Sampling the R model again with another seed compiled 6 of
-40 whole samples at 0.5 and 15 of 40 short ones, and an earlier variant of that corpus 21 of
-40 whole ones: at 40 samples, expect some 10 points of noise between seeds.
+(6 at 0.7); their short samples compile best. Sampling the R model again with another seed
+compiled 6 of 40 whole samples at 0.5 and 15 of 40 short ones, and an earlier variant of that
+corpus 21 of 40 whole ones: at 40 samples, expect some 10 points of noise between seeds.
 """
 
 from __future__ import annotations
@@ -159,10 +159,11 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/latex")
     p.add_argument("--save", action="store_true", help=f"also write {RESULTS} and {PICTURE}")
-    p.add_argument("--tex-dir", nargs="+", help=f"folders of .tex files (default: the files "
-                   f"of the installed Debian package {PACKAGE})")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--tex-dir", nargs="+", help=f"folders of .tex files (default: the "
+                        f"files of the installed Debian package {PACKAGE})")
     p.add_argument("--package", default=PACKAGE, help="Debian package whose .tex files to read")
-    p.add_argument("--fetch-r-vignettes", metavar="DIR",
+    source.add_argument("--fetch-r-vignettes", metavar="DIR",
                    help="download the R packages' vignettes (papers on statistics, in Sweave) "
                    "from the Debian archive into DIR, once, and read them instead")
     p.add_argument("--max-bytes", type=int, default=3_000_000, help="corpus size cap")
@@ -224,11 +225,13 @@ def sweave_to_latex(text: str) -> str:
     and Sweave's own commands and environments out, the R documentation macros (\\code,
     \\pkg, \\proglang, ...) as their standard look. "" unless its class is a standard
     one: the journal and book classes of R papers define many macros of their own."""
+    text = strip_comments(text)
     match = re.search(r"\\documentclass(?:\[[^\]]*\])?\{(\w+)\}", text)
     if not match or match[1] not in STANDARD_CLASSES:
         return ""
-    text = SWEAVE_INLINE.sub("1", SWEAVE_CHUNK.sub("", strip_comments(text)))
+    text = SWEAVE_INLINE.sub("1", SWEAVE_CHUNK.sub("", text))
     text = SWEAVE_ENVS.sub("", SWEAVE_COMMANDS.sub("", text))
+    text = re.sub(r"\\R(?:\{\}|(?![A-Za-z{]))", r"\\textsf{R}", text)  # the R logo: \R{}, \R
     for look, names in R_MACROS.items():
         text = re.sub(rf"\\(?:{'|'.join(names)})\{{", rf"\\{look}{{", text)
     return text
@@ -246,10 +249,14 @@ def fetch_r_vignettes(folder: Path) -> Path:
     got = subprocess.run(["apt-get", "download", *R_PACKAGES], cwd=folder,
                          capture_output=True, text=True)
     if got.returncode != 0:
-        raise SystemExit(f"apt-get download failed: {got.stderr.strip().splitlines()[-1]}; "
-                         "run apt-get update, or give --tex-dir")
+        why = (got.stderr.strip().splitlines() or [f"exit status {got.returncode}"])[-1]
+        raise SystemExit(f"apt-get download failed ({why}); run apt-get update, or give "
+                         "--tex-dir")
     for deb in sorted(folder.glob("*.deb")):
-        subprocess.run(["dpkg-deb", "-x", deb.name, "."], cwd=folder, check=True)
+        if subprocess.run(["dpkg-deb", "-x", deb.name, "."], cwd=folder,
+                          capture_output=True).returncode != 0:
+            raise SystemExit(f"dpkg-deb could not unpack {folder / deb.name}; delete {folder} "
+                             "and run again")
         deb.unlink()
     done.touch()
     return folder
@@ -363,6 +370,7 @@ class Repair:
         if (len(body) - len(body.rstrip("\\"))) % 2:  # an odd run of backslashes at the end
             body = body[:-1]
         self.body, self.out, self.stack, self.pos = body, [], [], 0
+        self.arg_end = -1  # len(out) right after the } of the last argument closed
 
     def run(self) -> str:
         while (m := TOKEN.search(self.body, self.pos)) is not None:
@@ -390,8 +398,7 @@ class Repair:
             else:
                 self.open_outside_math(m, text)
         elif m["brace"] == "{":
-            argument = re.search(r"(?:\\[A-Za-z]+\*?|\])[ \t]*\Z", "".join(self.out[-2:]))
-            self.open(text, ("{", "arg" if argument else "{"))
+            self.open(text, ("{", "arg" if self.argument_follows() else "{"))
         elif m["brace"] == "}":
             self.close_or_drop(m, text, "{")
         elif m["par"]:
@@ -431,7 +438,16 @@ class Repair:
             return
         self.close_to(i + 1)
         self.out.append(text)
-        self.stack.pop()
+        if self.stack.pop() == ("{", "arg"):
+            self.arg_end = len(self.out)  # a { right after it is the next argument
+
+    def argument_follows(self) -> bool:
+        """Whether a { here opens a command's argument: it follows a command name or an
+        optional argument's ] (a line break may come between), or another argument."""
+        if self.arg_end == len(self.out) - 1 and not self.out[-1].strip():
+            return True
+        tail = "".join(self.out[-2:])
+        return re.search(r"(?:\\[A-Za-z]+\*?|\])[ \t]*\n?[ \t]*\Z", tail) is not None
 
     def paragraph(self, text: str) -> None:
         first = next((i for i, item in enumerate(self.stack)

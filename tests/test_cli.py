@@ -127,7 +127,9 @@ def test_bad_training_text_fails_cleanly_and_leaves_nothing(bad_files, capsys, f
     (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
     (["--beam", "4", "--temperature", "0.5"], "--beam searches for the likeliest text"),
     (["--beam", "2", "--num-samples", "3"], "--num-samples (3) must be <= --beam (2)"),
-    (["--beam", "0"], "--beam must be >= 1")])
+    (["--beam", "0"], "--beam and --num-samples must be >= 1"),
+    (["--length-penalty", "0.6"], "it applies to --beam in lines mode only"),
+    (["--beam", "2", "--length-penalty", "0.6"], "it applies to --beam in lines mode only")])
 def test_bad_sampling_flags(run_dir, capsys, flags, words):
     assert words in error_of(capsys, ["sample", str(run_dir), *flags])
 

@@ -36,6 +36,9 @@ needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None,
     ("\\title{A \\emph{long\n\nb}", "\\title{A \\emph{long}}\n\nb"),
     ("\\cite[p.~2]{x\n\ny", "\\cite[p.~2]{x}\n\ny"),
     ("{\\bf a\n\nb", "{\\bf a\n\nb}"),
+    ("\\href{u}{t\n\nx", "\\href{u}{t}\n\nx"),
+    ("\\section\n{t\n\nx", "\\section\n{t}\n\nx"),
+    ("{a}{b\n\nc", "{a}{b\n\nc}"),
     # a closer of something further out first closes what is open inside it
     (r"\begin{theorem}{\em a\end{theorem}", r"\begin{theorem}{\em a}\end{theorem}"),
     (r"$\frac{a$ b", r"$\frac{a}$ b"),
@@ -122,8 +125,10 @@ Then the mean of the series is \Sexpr{round(mean(x), 2)}.
 def test_a_sweave_vignette_is_read_as_plain_latex(tmp_path):
     (tmp_path / "intro.Rnw").write_text(VIGNETTE)
     (tmp_path / "paper.Rnw").write_text(VIGNETTE.replace("{article}", "{jss}"))
+    (tmp_path / "other.Rnw").write_text("%\\documentclass{jss}\n" + VIGNETTE.replace(
+        "The ", "\\R{} and \\R\\ then "))
     args = latex.parse_args(["--tex-dir", str(tmp_path)])
-    assert [p.name for p in latex.tex_files(args)] == ["intro.Rnw", "paper.Rnw"]
+    assert [p.name for p in latex.tex_files(args)] == ["intro.Rnw", "other.Rnw", "paper.Rnw"]
     body = latex.document_body(latex.read_tex(tmp_path / "intro.Rnw"))
     assert body.startswith("The \\textbf{zoo} package and its \\texttt{rollmean} function, "
                            "in \\textsf{R}:")
@@ -131,6 +136,9 @@ def test_a_sweave_vignette_is_read_as_plain_latex(tmp_path):
     for gone in ("Sweave", "<<", "lm(y", "Sexpr", "Schunk", "Sinput", "%"):
         assert gone not in body
     assert latex.is_balanced(body)
+    # a commented-out class does not count; the R logo keeps its letter
+    other = latex.document_body(latex.read_tex(tmp_path / "other.Rnw"))
+    assert other.startswith("\\textsf{R} and \\textsf{R}\\ then \\textbf{zoo}")
     # a journal class defines its own macros: the file is not a document of the corpus
     assert latex.document_body(latex.read_tex(tmp_path / "paper.Rnw")) is None
 

@@ -20,6 +20,7 @@ from .data.corpus import encode_file, read_source
 from .data.pairs import parse_examples, read_lines, split_indices
 from .data.shakespeare import corpus_bytes
 from .data.tokenizers import TextStream
+from .data.vocab import EOS
 from .decoding import SamplingConfig, beam_continue, generate, prompt_ids
 from .errors import RnnkitError
 from .layers.recurrent_step import PRECISIONS, int8_available
@@ -81,12 +82,14 @@ def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
     cfg = SamplingConfig(**sampling)
     check_precision(precision, next(model.parameters()).device, model)
     prompt_ids(vocab, prime_text)  # refuse a bad prompt before anything is printed
+    check_beam(beam, num_samples, length_penalty, cfg, EOS in vocab.specials)
     if beam != 1:
-        check_beam(beam, num_samples, cfg)
+        if length < 1:
+            raise RnnkitError(f"--length must be >= 1, got {length}")
         found = beam_continue(model, vocab, prime_text, length, beam, num_samples,
                               length_penalty, precision)
         texts = [prime_text + vocab.decode(tokens) for tokens in found]
-        if on_text is not None and num_samples == 1:
+        if on_text is not None and num_samples == 1 and texts:
             on_text(texts[0])
         return texts
     gen = torch.Generator(next(model.parameters()).device).manual_seed(seed)
@@ -104,9 +107,16 @@ def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
     return [prime_text + vocab.decode(r) for r in rows]
 
 
-def check_beam(beam: int, num_samples: int, cfg: SamplingConfig) -> None:
-    if beam < 1:
-        raise RnnkitError(f"--beam must be >= 1, got {beam}")
+def check_beam(beam: int, num_samples: int, length_penalty: float, cfg: SamplingConfig,
+               lines_mode: bool) -> None:
+    if beam < 1 or num_samples < 1:
+        raise RnnkitError(f"--beam and --num-samples must be >= 1, got {beam} and {num_samples}")
+    if length_penalty and (beam == 1 or not lines_mode):
+        raise RnnkitError("--length-penalty weighs lines of different lengths: it applies to "
+                          "--beam in lines mode only (in stream mode every text has --length "
+                          "characters)")
+    if beam == 1:
+        return
     if num_samples > beam:
         raise RnnkitError(f"--num-samples ({num_samples}) must be <= --beam ({beam}): a beam "
                           "search returns the best of the hypotheses it keeps")

@@ -95,7 +95,8 @@ class RecurrentStep:
         precision: "fp32", "bf16" or "int8" (see the module docstring).
 
     Shape: state is the stack's own, a tuple of (L, B, H) tensors (None: zeros); out (B, H)
-    float32, the last layer's output.
+    float32, the last layer's output. ``out`` is a view of the new state's top h (no copy per
+    step): change it in place and the state changes too.
     """
 
     def __init__(self, rnn: Recurrent, embedding: nn.Embedding | None = None,

@@ -58,7 +58,7 @@ class Limits:
     """Generations (and unit analyses) running at once: the generations are the rows of one
     batch, each analysis holds a worker thread."""
     max_waiting: int = 64
-    """Requests queued for a worker; more get 503 at once."""
+    """Requests waiting for a slot; more get 503 at once."""
     queue_timeout_s: float = 30.0
     """A queued request that gets no worker within this gets 503."""
     timeout_s: float = 60.0
@@ -86,7 +86,7 @@ class Waiter:
 
 class Slots:
     """At most ``capacity`` jobs at once, and at most ``max_waiting`` requests in line for a
-    slot, first come, first served. A job ends on its worker thread: ``leave`` hands the slot
+    slot, first come, first served. A job ends on another thread: ``leave`` hands the slot
     straight to the next in line, waking it on its own event loop."""
 
     def __init__(self, capacity: int, max_waiting: int):

@@ -64,12 +64,11 @@ class Batch:
     logits: Tensor | None = None
 
     def add(self, job: Job, logits: Tensor, state: tuple[Tensor, ...]) -> None:
+        if self.logits is not None:  # both joined first: a failure leaves the batch whole
+            logits = torch.cat([self.logits, logits])
+            state = tuple(torch.cat(pair, dim=1) for pair in zip(self.state, state))
+        self.logits, self.state = logits, state
         self.jobs.append(job)
-        if self.logits is None:
-            self.logits, self.state = logits, state
-            return
-        self.logits = torch.cat([self.logits, logits])
-        self.state = tuple(torch.cat(pair, dim=1) for pair in zip(self.state, state))
 
     def keep(self, rows: list[int]) -> None:
         if len(rows) == len(self.jobs):
@@ -115,34 +114,48 @@ class Batcher:
     @torch.inference_mode()
     def _run(self) -> None:
         batch = Batch()
-        while True:
+        try:
+            while self._next(batch):
+                pass
+        except BaseException:  # a bug of ours: no request may be left waiting on this thread
             with self._lock:
-                jobs, self._pending = self._pending, []
-                if not jobs and not batch.jobs:
-                    self._thread = None  # the next submit starts a fresh thread
-                    return
-            for job in jobs:
-                self._admit(batch, job)
-            try:
-                if batch.jobs:
-                    self._advance(batch)
-            except Exception as e:  # noqa: BLE001  the clients get the reason, the server lives
-                for job in batch.jobs:
-                    self._end(job, failure(e))
-                batch.keep([])
+                left, self._pending, self._thread = batch.jobs + self._pending, [], None
+            for job in left:
+                self._end(job, {"error": "generation stopped by an internal error; retry"})
+            raise
+
+    def _next(self, batch: Batch) -> bool:
+        """Admit the waiting jobs and step the batch once; False when there is nothing to do
+        (the thread then ends, and the next submit starts a fresh one)."""
+        with self._lock:
+            jobs, self._pending = self._pending, []
+            if not jobs and not batch.jobs:
+                self._thread = None  # under the lock: a submit from now on starts a thread
+                return False
+        for job in jobs:
+            self._admit(batch, job)
+        try:
+            if batch.jobs:
+                self._advance(batch)
+        except Exception as e:  # noqa: BLE001  the clients get the reason, the server lives
+            for job in batch.jobs:
+                self._end(job, failure(e))
+            batch.keep([])
+        return True
 
     def _admit(self, batch: Batch, job: Job) -> None:
         """Read the job's prompt and add it to the batch (or end it at once)."""
         if job.stop.is_set():  # the client left while it waited
             self._end(job, None)
             return
+        job.start = time.monotonic()  # its time limit counts the prompt's reading too
         try:
             if self._step is None:  # copies the weights: once, on the first request
                 self._step = self.model.stepper()
             ids = torch.tensor([prompt_ids(self.vocab, job.prompt)], device=self.device)
             logits, state = read_prompt(self.model, self._step, ids)
             job.generator = torch.Generator(self.device).manual_seed(job.seed)
-            job.text, job.start = TextStream(self.vocab), time.monotonic()
+            job.text = TextStream(self.vocab)
             batch.add(job, logits, state)
         except Exception as e:  # noqa: BLE001  the client gets the reason, the server lives
             self._end(job, failure(e))
@@ -181,10 +194,12 @@ class Batcher:
         if job.ended:  # a failure after some rows had ended in the same step
             return False
         job.ended = True
-        if last is not None:
-            job.push(last)
-        job.push(END)
-        self.on_end()
+        try:
+            if last is not None:
+                job.push(last)
+            job.push(END)
+        finally:
+            self.on_end()
         return False
 
 
