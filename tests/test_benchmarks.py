@@ -78,3 +78,13 @@ def test_readme_table_renders_every_saved_result():
     text = "\n".join(readme_table.rows())
     for path in (BENCHMARKS / "results").glob("*.json"):
         assert f"`{path.name}" in text, f"{path.name} has no row in the README's tables"
+
+
+def test_prefill_benchmark_times_both_ways_of_reading_a_prompt(tmp_path, capsys):
+    import bench_prefill
+    save = tmp_path / "prefill.json"
+    result = bench_prefill.main(["--lengths", "5,130", "--repeats", "1", "--save", str(save)])
+    for row in result["prompt_tokens"].values():
+        assert row["one_pass_ms"] > 0 and row["token_by_token_ms"] > 0 and row["speedup"] > 0
+    assert set(result["prompt_tokens"]) == {"5", "130"}
+    assert json.loads(save.read_text()) == result == json.loads(capsys.readouterr().out)

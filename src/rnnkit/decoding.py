@@ -8,7 +8,7 @@ explicit ``torch.Generator``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,7 +18,7 @@ from .data.vocab import BOS, EOS, CharVocab
 from .errors import RnnkitError
 
 
-@dataclass
+@dataclass(frozen=True)  # hashable: rows that share settings are sampled together
 class SamplingConfig:
     temperature: float = 1.0
     """Divide logits by this (> 0); lower is more conservative."""
@@ -51,12 +51,12 @@ def sample_rows(logits: Tensor, cfgs: list[SamplingConfig],
     """``sample_next_token`` with settings and a generator per row of (B, V) logits: rows that
     share settings are sampled together, each drawing its uniform from its own generator, so
     a row gets the token it would get alone. Returns (B,) int64."""
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[SamplingConfig, list[int]] = {}
     for row, cfg in enumerate(cfgs):
-        groups.setdefault(astuple(cfg), []).append(row)
+        groups.setdefault(cfg, []).append(row)
     tokens = torch.empty(len(cfgs), dtype=torch.long, device=logits.device)
-    for rows in groups.values():
-        cfg, index = cfgs[rows[0]], torch.tensor(rows, device=logits.device)
+    for cfg, rows in groups.items():
+        index = torch.tensor(rows, device=logits.device)
         if cfg.argmax:
             tokens[index] = logits[index].argmax(dim=-1)
             continue
