@@ -13,8 +13,9 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def rows() -> list[str]:
-    tables = [quality_rows, lstm_vs_gpt_rows, throughput_rows, sampling_rows, serve_rows, ddp_rows,
-              scheduled_sampling_rows, large_corpus_rows, beam_rows, convlstm_rows]
+    tables = [quality_rows, lstm_vs_gpt_rows, throughput_rows, sampling_rows, prefill_rows,
+              serve_rows, ddp_rows, scheduled_sampling_rows, large_corpus_rows, beam_rows,
+              convlstm_rows]
     out: list[str] = []
     for table in tables:
         out += table() + [""]
@@ -37,6 +38,17 @@ def lstm_vs_gpt_rows() -> list[str]:
                 f"{run['threads']} "
                 f"threads | {name} (`{run['preset']}`) | {run['params']:,} | {run['steps']:,} "
                 f"| {run['wall_s']} s | {run['val_loss']} | **{run['val_bpc']}** |")
+    return lines
+
+
+def prefill_rows() -> list[str]:
+    lines = ["| transformer prompt (`bench_prefill.py`) | prompt tokens | one pass | token by "
+             "token | speedup |", "|---|---|---|---|---|"]
+    for path, r in results("prefill_*.json"):
+        for length, row in r["prompt_tokens"].items():
+            lines.append(f"| `{path.name}`: {r['model']}, {r['threads']} threads | {length} "
+                         f"| {row['one_pass_ms']} ms | {row['token_by_token_ms']} ms "
+                         f"| **{row['speedup']}x** |")
     return lines
 
 
