@@ -22,10 +22,12 @@ from report import emit, median_seconds
 
 import rnnkit
 from rnnkit.api import load
-from rnnkit.data.pairs import BOS, EOS, collate, parse_examples, read_lines
+from rnnkit.data.pairs import BOS, EOS, read_lines
 from rnnkit.data.synthetic import number_words_lines
 from rnnkit.decoding import beam_search, greedy_decode
-from rnnkit.tasks import chunks, decoder_step
+from rnnkit.tasks import TASKS
+from rnnkit.tasks.base import slices
+from rnnkit.tasks.pairs import decoder_step
 
 
 def parse_args(argv=None):
@@ -67,7 +69,7 @@ def main(argv=None) -> dict:
         run = train_model(args, Path(tmp))
         model, vocabs, meta = load(run)
         test = write_pairs(Path(tmp) / "test.tsv", args.sequences, seed=1)
-        examples, _ = parse_examples(read_lines(test), "seq2seq")
+        examples, _ = TASKS["seq2seq"].parse(read_lines(test))
         timings, lengths = {}, {}
         # 0: the greedy loop as rnnkit predict runs it; -1: always through the model's
         # sequence kernel, one call per token
@@ -97,14 +99,14 @@ def decode_all(model, vocabs, examples, batch: int, beam: int, max_length: int) 
     beam-search code)."""
     target = vocabs["target"]
     bos, eos, out = target.id_of(BOS), target.id_of(EOS), []
-    for part in chunks(examples, batch):
-        b = collate(part, vocabs, "seq2seq")
+    for part in (examples[s] for s in slices(len(examples), batch)):
+        b = TASKS["seq2seq"].collate(part, vocabs)
         state = model.encode(b["src"], b["src_len"])
         step = model.step if beam < 0 else decoder_step(model, len(part))
         if beam <= 0:
             out += greedy_decode(step, state, len(part), bos, eos, max_length)
         else:
-            found = beam_search(step, model.reorder, state, len(part), bos, eos, beam,
+            found = beam_search(step, model.reorder_state, state, len(part), bos, eos, beam,
                                 max_length)
             out += [hyps[0][0] for hyps in found]
     return out

@@ -17,7 +17,8 @@ from report import emit
 
 from rnnkit import configs
 from rnnkit.models import CharLM, CharLMConfig
-from rnnkit.training.loop import train_step
+from rnnkit.tasks.lm import TokenObjective
+from rnnkit.training.update import train_step
 
 
 def parse_args(argv=None):
@@ -35,11 +36,12 @@ def parse_args(argv=None):
 
 def time_steps(model, cfg, x, y, eps: float, repeats: int) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    train_step(model, opt, x, y, None, cfg, eps=eps)  # warm-up
+    objective, batch = TokenObjective(cfg), {"x": x, "y": y}
+    train_step(objective, model, opt, batch, None, cfg.grad_clip, eps=eps)  # warm-up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        train_step(model, opt, x, y, None, cfg, eps=eps)
+        train_step(objective, model, opt, batch, None, cfg.grad_clip, eps=eps)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -41,9 +41,10 @@ from pathlib import Path
 import numpy as np
 
 import rnnkit
-from rnnkit import vision_tasks
 from rnnkit.data.vision import ACTIVITY_CLASSES, DIRECTIONS
+from rnnkit.examples_support import train_timed
 from rnnkit.fileio import save_results
+from rnnkit.tasks import vision as vision_tasks
 
 RESULTS = Path(__file__).resolve().parent / "results" / "activity_recognition.json"
 CHANCE = 1 / len(ACTIVITY_CLASSES)
@@ -79,9 +80,7 @@ def train_model(args, run: Path, single_frame: bool) -> float:
         train={"task": "activity", "batch_size": args.batch_size, "max_steps": args.steps,
                "eval_every": args.steps, "lr_schedule": "constant", "warmup_steps": 0,
                "eval_examples": args.test_examples, "seed": args.seed, "threads": 1})
-    t0 = time.perf_counter()
-    rnnkit.train(model_cfg, cfg, out=run, log=(lambda _: None) if args.quiet else print)
-    return time.perf_counter() - t0
+    return train_timed(model_cfg, cfg, run, args.quiet)[1]
 
 
 def held_out(model, args) -> vision_tasks.Examples:

@@ -40,8 +40,9 @@ import time
 from pathlib import Path
 
 import rnnkit
-from rnnkit import vision_tasks
+from rnnkit.examples_support import train_timed
 from rnnkit.fileio import save_results
+from rnnkit.tasks import vision as vision_tasks
 
 RESULTS = Path(__file__).resolve().parent / "results" / "captioning.json"
 
@@ -85,9 +86,7 @@ def train_model(args, run: Path, ss: dict) -> float:
         train={"task": "caption", "batch_size": args.batch_size, "max_steps": args.steps,
                "eval_every": args.steps, "lr_schedule": "constant", "warmup_steps": 0,
                "eval_examples": args.test_examples, "seed": args.seed, "threads": 1, **ss})
-    t0 = time.perf_counter()
-    rnnkit.train(model_cfg, cfg, out=run, log=(lambda _: None) if args.quiet else print)
-    return time.perf_counter() - t0
+    return train_timed(model_cfg, cfg, run, args.quiet)[1]
 
 
 def held_out(model, args) -> vision_tasks.Examples:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import rnnkit
 from rnnkit.data.synthetic import number_words_lines
+from rnnkit.examples_support import pyplot
 
 
 def parse_args(argv=None):
@@ -56,11 +57,8 @@ def train_both(args, data: Path, out: Path) -> dict:
 
 
 def plot(results: dict, path: Path) -> bool:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, color in (("teacher_forcing", "tab:blue"), ("scheduled_sampling", "tab:orange")):

@@ -64,9 +64,11 @@ from pathlib import Path
 import torch
 
 import rnnkit
-from rnnkit import metrics, vision_tasks
+from rnnkit import metrics
+from rnnkit.examples_support import pyplot
 from rnnkit.images import save_gif, save_strip
 from rnnkit.models.frame_predictor import FramePredictor
+from rnnkit.tasks import vision as vision_tasks
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMES = {"convlstm": "ConvLSTM", "fclstm": "FC-LSTM", "copy_last": "copy last input frame",
@@ -192,11 +194,8 @@ def save_pictures(args, test, preds: dict, out: Path) -> dict:
 
 
 def plot(summary: dict, path: Path) -> bool:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, style in (("convlstm", "o-"), ("fclstm", "s-"), ("copy_last", ":"),

@@ -80,6 +80,7 @@ import time
 from pathlib import Path
 
 import rnnkit
+from rnnkit.examples_support import train_timed
 from rnnkit.fileio import save_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latex.json"
@@ -623,9 +624,7 @@ def train_model(args, corpus: Path, run: Path) -> tuple[dict, float]:
                "batch_size": args.batch_size, "val_frac": 0.05, "test_frac": 0.0,
                "eval_max_chars": 100_000, "seed": args.seed, "threads": args.threads,
                "sample_length": 200})
-    t0 = time.perf_counter()
-    metrics = rnnkit.train(model_cfg, cfg, out=run, log=(lambda _: None) if args.quiet else print)
-    return metrics, time.perf_counter() - t0
+    return train_timed(model_cfg, cfg, run, args.quiet)
 
 
 def by_temperature_and_length(args, run: Path, out: Path) -> tuple[list[str], dict]:

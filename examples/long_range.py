@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 
 import rnnkit
+from rnnkit.examples_support import train_timed
 from rnnkit.fileio import save_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "long_range.json"
@@ -119,9 +120,7 @@ def train_classifier(args, data: Path, run: Path, cell: str) -> tuple[dict, floa
                "max_steps": args.steps, "eval_every": args.steps,
                "warmup_steps": min(50, args.steps), "val_frac": 0.05, "test_frac": 0.0,
                "seed": args.seed, "threads": 1})
-    t0 = time.perf_counter()
-    metrics = rnnkit.train(model_cfg, cfg, out=run, log=(lambda _: None) if args.quiet else print)
-    return metrics, time.perf_counter() - t0
+    return train_timed(model_cfg, cfg, run, args.quiet)
 
 
 def score(run: Path, test: Path) -> dict:

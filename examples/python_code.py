@@ -7,7 +7,9 @@ The corpus is real code with no download: the .py files of this Python's own sta
 (test folders and site-packages left out; a file that is not UTF-8 is skipped), in sorted path
 order, whole files until the next would pass --max-bytes, comments and docstrings kept
 (--no-comments drops both: every file is re-printed by ``ast.unparse`` without its docstrings).
-It is written to OUT/corpus.txt; its last --val-frac is held out (rnnkit's split: the end).
+These are the files of rnnkit's built-in corpus ``python-stdlib`` (rnnkit/data/stdlib.py;
+``rnnkit train --corpus python-stdlib`` reads all of them, uncapped). The text is written to
+OUT/corpus.txt; its last --val-frac is held out (rnnkit's split: the end).
 
 A two-layer character LSTM is trained on it (stream mode, truncated BPTT) for --steps, or
 until --max-time seconds when that is given (the learning rate then follows the clock when it
@@ -68,7 +70,6 @@ import argparse
 import ast
 import re
 import shutil
-import sysconfig
 import textwrap
 import time
 import warnings
@@ -80,9 +81,10 @@ import torch
 
 import rnnkit
 from rnnkit.api import sample_model
+from rnnkit.data.stdlib import read_utf8, stdlib_dir, stdlib_files
+from rnnkit.examples_support import train_timed
 from rnnkit.fileio import save_results
 
-SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 RESULTS = Path(__file__).resolve().parent / "results" / "python_code.json"
 RESULTS_NO_COMMENTS = RESULTS.with_name("python_code_no_comments.json")
 PRIMES = {"function": "\ndef ", "method": "\n    def "}
@@ -120,23 +122,6 @@ def parse_args(argv=None):
 
 
 # -- the corpus -------------------------------------------------------------------------------
-
-def stdlib_files(root: str | Path | None = None) -> list[Path]:
-    """The standard library's .py files, test folders and site-packages left out, sorted."""
-    root = Path(root or sysconfig.get_paths()["stdlib"])
-    return sorted(p for p in root.rglob("*.py")
-                  if not SKIP_DIRS & set(p.relative_to(root).parts[:-1]))
-
-
-def read_utf8(path: Path) -> str | None:
-    """The file's text with \\n line ends and a final newline; None if it is not UTF-8."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    return text if text.endswith("\n") or not text else text + "\n"
-
 
 def strip_comments(source: str) -> str | None:
     """``source`` re-printed by ``ast.unparse`` with no comments or docstrings; None when this
@@ -295,9 +280,7 @@ def train_lm(args, data: Path, run: Path) -> tuple[dict, float]:
                "max_steps": args.steps, "max_time": args.max_time, "eval_every": args.steps,
                "val_frac": args.val_frac, "test_frac": 0.0, "precision": args.precision,
                "threads": args.threads, "seed": args.seed})
-    t0 = time.perf_counter()
-    metrics = rnnkit.train(model_cfg, cfg, out=run, log=(lambda _: None) if args.quiet else print)
-    return metrics, time.perf_counter() - t0
+    return train_timed(model_cfg, cfg, run, args.quiet)
 
 
 def sample_scores(args, run: Path, corpus: str) -> dict:
@@ -331,7 +314,7 @@ def main(argv=None) -> dict:
     real = all_functions(held_out_text(corpus, args.val_frac))
     summary = {
         "args": vars(args),
-        "corpus": {"stdlib": sysconfig.get_paths()["stdlib"], "files": n_files,
+        "corpus": {"stdlib": str(stdlib_dir()), "files": n_files,
                    "bytes": len(corpus.encode("utf-8")), "chars": len(corpus),
                    "held_out_chars": len(held_out_text(corpus, args.val_frac))},
         "model": {"cell": "lstm", "layers": args.layers, "hidden": args.hidden,

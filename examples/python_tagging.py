@@ -51,7 +51,6 @@ import argparse
 import io
 import keyword
 import random
-import sysconfig
 import time
 import tokenize
 from collections import Counter
@@ -59,10 +58,11 @@ from pathlib import Path
 
 import rnnkit
 from rnnkit.api import predict
+from rnnkit.data.stdlib import stdlib_dir, stdlib_files
+from rnnkit.examples_support import train_timed
 from rnnkit.fileio import save_results
 
 TYPES = ("NAME", "KEYWORD", "OP", "NUMBER", "STRING", "COMMENT")
-SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 RESULTS = Path(__file__).resolve().parent / "results" / "python_tagging.json"
 
 
@@ -87,13 +87,6 @@ def parse_args(argv=None):
 
 
 # -- the corpus -------------------------------------------------------------------------------
-
-def stdlib_files(root: str | Path | None = None) -> list[Path]:
-    """The standard library's .py files, sorted (so a seeded sample is the same everywhere)."""
-    root = Path(root or sysconfig.get_paths()["stdlib"])
-    return sorted(p for p in root.rglob("*.py")
-                  if not SKIP_DIRS & set(p.relative_to(root).parts[:-1]))
-
 
 def split_files(files: list[Path], n_train: int, n_test: int,
                 seed: int) -> tuple[list[Path], list[Path]]:
@@ -179,7 +172,7 @@ def build_corpus(args, out: Path) -> dict:
     """train.tsv and test.tsv in ``out`` from disjoint file samples; returns their sizes."""
     train_files, test_files = split_files(stdlib_files(), args.train_files, args.test_files,
                                           args.seed)
-    sizes = {"stdlib": sysconfig.get_paths()["stdlib"]}
+    sizes = {"stdlib": str(stdlib_dir())}
     for name, files in (("train", train_files), ("test", test_files)):
         rows = [r for p in files for r in file_examples(p, args.max_len, args.lines_per_file,
                                                         args.seed)]
@@ -225,9 +218,7 @@ def train_tagger(args, data: Path, run: Path, bidirectional: bool, hidden: int) 
                "batch_size": args.batch_size, "max_steps": args.steps,
                "eval_every": args.steps, "warmup_steps": min(50, args.steps),
                "val_frac": 0.05, "test_frac": 0.0, "seed": args.seed, "threads": 1})
-    t0 = time.perf_counter()
-    rnnkit.train(model_cfg, cfg, out=run, log=(lambda _: None) if args.quiet else print)
-    return time.perf_counter() - t0
+    return train_timed(model_cfg, cfg, run, args.quiet)[1]
 
 
 def read_tsv(path: Path) -> list[tuple[str, list[str]]]:

@@ -41,13 +41,13 @@ from __future__ import annotations
 import argparse
 import random
 import string
-import time
 from pathlib import Path
 
 import torch
 
 import rnnkit
 import rnnkit.api
+from rnnkit.examples_support import train_timed
 from rnnkit.fileio import save_results
 from rnnkit.models import Seq2Seq, Seq2SeqConfig, SequenceTagger, TaggerConfig
 from rnnkit.tasks import DecodeSettings
@@ -164,9 +164,7 @@ def train_model(args, model: dict, data: Path, run: Path) -> float:
         # one evaluation, at the end; the test files are the real held-out measure
         "eval_every": args.steps, "val_frac": 0.02, "test_frac": 0.0, "seed": args.seed,
         "threads": args.threads, **extra})
-    start = time.perf_counter()
-    rnnkit.train(model_cfg, cfg, out=run, log=(lambda msg: None) if args.quiet else print)
-    return time.perf_counter() - start
+    return train_timed(model_cfg, cfg, run, args.quiet)[1]
 
 
 # -- scoring ---------------------------------------------------------------------------------

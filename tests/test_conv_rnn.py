@@ -166,6 +166,15 @@ def test_state_keeps_the_frame_size_over_time_and_carries_over(kind):
         assert_close(a, b)
 
 
+def test_conv_cells_share_the_cells_state_names_and_forget_gate():
+    from rnnkit.layers.cells import init_forget_bias
+    lstm, gru = ConvLSTMCell(C, HC), ConvGRUCell(C, HC)
+    assert (lstm.state_names, gru.state_names) == (LSTMCell.state_names, GRUCell.state_names)
+    init_forget_bias(lstm, 1.0)  # gate order i, f, g, o: the forget gate is rows Hc:2Hc
+    assert torch.all(lstm.bias_ih[HC:2 * HC] == 1) and torch.all(lstm.bias_hh[HC:2 * HC] == 0)
+    assert gru.forget_gate is None
+
+
 # ---------------------------------------------------------------- peepholes
 
 

@@ -175,7 +175,7 @@ def test_utf8_error_offset_counts_from_the_file_start(monkeypatch):
 
 
 def test_eval_cap_ends_on_a_line_end_in_lines_mode():
-    from rnnkit.training.loop import cap_split
+    from rnnkit.tasks.lm import cap_split
     ids, vocab = tokenize("".join(f"line {i}\n" for i in range(50)), "lines")
     capped = cap_split(ids, 20, "lines", vocab)
     assert len(capped) >= 20 and capped[-1] == vocab.id_of(EOS)

@@ -375,14 +375,14 @@ def rank_pid(parent: int, rank: int) -> int:
 
 def worker(spec: dict) -> int:
     from rnnkit.cli import main
-    from rnnkit.training import loop
+    from rnnkit.training import loop, update
     rank = int(os.environ["RANK"])
     hooks = {name: at for name, at in spec["hooks"].items() if at[0] == rank}
-    one_step = loop.TrainerBase._one_step
+    one_step = loop.Trainer._one_step
 
     def step_with_hooks(self):
         if "nan" in hooks and self.run.step + 1 == hooks["nan"][1]:
-            poison_next_loss(loop)
+            poison_next_loss(update)
         rates = one_step(self)
         if "signal" in hooks and self.run.step == hooks["signal"][1]:
             signal.raise_signal(signal.SIGINT)
@@ -393,30 +393,30 @@ def worker(spec: dict) -> int:
             time.sleep(600)
         return rates
 
-    loop.TrainerBase._one_step = step_with_hooks
+    loop.Trainer._one_step = step_with_hooks
     if spec["dump"]:
         dump_weights_after_fit(loop, Path(spec["dump"]), rank)
     return main(["train", *spec["args"]])
 
 
-def poison_next_loss(loop) -> None:
-    share = loop.share_of_mean_nll
+def poison_next_loss(update) -> None:
+    share = update.share_of_mean
 
-    def poisoned(logits, y):
-        loop.share_of_mean_nll = share
-        return share(logits * float("nan"), y)
-    loop.share_of_mean_nll = poisoned
+    def poisoned(total, count):
+        update.share_of_mean = share
+        return share(total * float("nan"), count)
+    update.share_of_mean = poisoned
 
 
 def dump_weights_after_fit(loop, folder: Path, rank: int) -> None:
-    fit = loop.TrainerBase.fit
+    fit = loop.Trainer.fit
 
     def fit_and_dump(self):
         result = fit(self)
         folder.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), folder / f"rank{rank}.pt")
         return result
-    loop.TrainerBase.fit = fit_and_dump
+    loop.Trainer.fit = fit_and_dump
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from rnnkit.data.corpus import tokenize
 from rnnkit.data.vocab import EOS
 from rnnkit.decoding import greedy_continue
 from rnnkit.models import CharLM, CharLMConfig
-from rnnkit.training.free_running import (
+from rnnkit.tasks.free_running import (
     decode_both,
     free_running_report,
     line_cases,

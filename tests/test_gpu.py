@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import rnnkit
+from rnnkit.data.batching import to_device
 from rnnkit.layers import Recurrent
 from rnnkit.training import loop
 from rnnkit.training.checkpoint import load_checkpoint
-from rnnkit.training.precision import to_device
 
 from .test_precision import interrupted_then_resumed
 from .test_training import assert_same_weights, losses, weights

@@ -7,6 +7,7 @@ from torch.func import functional_call
 from torch.testing import assert_close
 
 from rnnkit.layers import CELLS, LSTMCell, Recurrent, detach_state
+from rnnkit.layers.cells import init_forget_bias
 
 KINDS = ["lstm", "gru", "rnn"]
 TORCH_CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
@@ -73,6 +74,24 @@ def test_cell_without_state_starts_from_zeros_like_torch(kind):
     _, state = ours(x)
     for got, want in zip(state, from_torch_state(kind, ref(x))):
         assert_close(got, want)
+
+
+@pytest.mark.parametrize("kind", list(CELLS))
+def test_every_registered_cell_names_its_state_tensors(kind):
+    cell = CELLS[kind](D, H)
+    _, state = cell(torch.randn(B, D))
+    assert len(state) == cell.state_count == len(cell.state_names)
+    assert cell.state_names[0] == "h"
+
+
+def test_forget_bias_reaches_every_cell_with_a_forget_gate_and_no_other():
+    cells = nn.ModuleList([CELLS["lstm"](D, H), CELLS["gru"](D, H), CELLS["lstm"](D, H)])
+    gru_bias = cells[1].bias_ih.clone()
+    init_forget_bias(cells, 1.0)
+    for lstm in (cells[0], cells[2]):  # gate order i, f, g, o: the forget gate is rows H:2H
+        assert torch.all(lstm.bias_ih[H:2 * H] == 1) and torch.all(lstm.bias_hh[H:2 * H] == 0)
+        assert not torch.all(lstm.bias_ih[:H] == 1)
+    assert torch.equal(cells[1].bias_ih, gru_bias)
 
 
 # ---------------------------------------------------------------- Recurrent vs nn.LSTM/GRU/RNN
@@ -261,6 +280,11 @@ def test_detach_state_cuts_the_graph_of_a_tuple_state():
 def test_unknown_impl_raises_value_error():
     with pytest.raises(ValueError, match="bogus"):
         Recurrent("lstm", D, H, impl="bogus")
+
+
+def test_unknown_cell_name_lists_the_registered_ones():
+    with pytest.raises(ValueError, match=r"cell must be one of \('rnn', 'gru', 'lstm'\)"):
+        Recurrent("lstmx", D, H)
 
 
 def test_fused_impl_for_cell_without_kernel_raises_value_error():

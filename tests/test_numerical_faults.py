@@ -8,13 +8,13 @@ import torch
 
 import rnnkit
 from rnnkit.errors import RnnkitError
-from rnnkit.training import loop
+from rnnkit.tasks import lm as lm_task
 from rnnkit.training.checkpoint import load_checkpoint
 
 
 def inject_nans(monkeypatch, bad_calls):
     """Make the training loss NaN at the given (0-based) training calls."""
-    real = loop.sequence_nll
+    real = lm_task.sequence_nll
     calls = {"n": 0}
 
     def nll(logits, targets, reduction="mean"):
@@ -25,7 +25,7 @@ def inject_nans(monkeypatch, bad_calls):
                 return loss * math.nan
         return loss
 
-    monkeypatch.setattr(loop, "sequence_nll", nll)
+    monkeypatch.setattr(lm_task, "sequence_nll", nll)
 
 
 def run(tmp_path, hamlet, **train):
@@ -71,13 +71,14 @@ def test_a_run_that_never_recovers_stops_with_a_clear_error(tmp_path, hamlet, mo
 @pytest.mark.parametrize("impl", ["parallel", "sequential"])
 def test_scheduled_sampling_skips_a_diverged_step_instead_of_crashing(impl):
     from rnnkit.models import CharLM, CharLMConfig
-    from rnnkit.training.loop import train_step
+    from rnnkit.tasks.lm import TokenObjective
+    from rnnkit.training.update import train_step
     model = CharLM(CharLMConfig(vocab_size=6, hidden_size=8, embed_size=4))
     with torch.no_grad():
         model.head.bias[0] = math.inf  # logits that softmax cannot handle
     _, cfg = rnnkit.configs(train={"ss_impl": impl})
     x = torch.randint(0, 6, (2, 7))
     for eps in (1.0, 0.5):
-        _, _, ok = train_step(model, torch.optim.AdamW(model.parameters()), x, x, None, cfg,
-                              eps=eps)
+        _, _, ok = train_step(TokenObjective(cfg), model, torch.optim.AdamW(model.parameters()),
+                              {"x": x, "y": x}, None, cfg.grad_clip, eps=eps)
         assert not ok

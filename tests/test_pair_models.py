@@ -129,12 +129,12 @@ def test_decoding_step_by_step_equals_the_teacher_forced_pass(attention, bidirec
     torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
 
 
-def test_reorder_selects_and_repeats_rows_of_the_decoder_state():
+def test_reorder_state_selects_and_repeats_rows_of_the_decoder_state():
     model = build("seq2seq", "gru", True)
     src, lengths = padded(ROWS, 1)
     with torch.no_grad():
         state = model.encode(src, lengths)
-        picked = Seq2Seq.reorder(state, torch.tensor([2, 2, 0]))
+        picked = Seq2Seq.reorder_state(state, torch.tensor([2, 2, 0]))
         logp, _ = model.step(torch.tensor([1, 1, 1]), state)
         logp_picked, _ = model.step(torch.tensor([1, 1, 1]), picked)
     torch.testing.assert_close(logp_picked, logp[[2, 2, 0]])

@@ -10,10 +10,11 @@ import torch
 
 import rnnkit
 from rnnkit.cli import main
-from rnnkit.data.pairs import PairBatches, parse_examples, read_lines, split_indices
+from rnnkit.data.pairs import PairBatches, read_lines, split_indices
 from rnnkit.errors import RnnkitError
+from rnnkit.tasks import TASKS
 from rnnkit.training.checkpoint import load_checkpoint
-from rnnkit.training.loop import Interrupted, TrainerBase
+from rnnkit.training.loop import Interrupted, Trainer
 
 from .test_training import assert_same_weights
 
@@ -80,13 +81,13 @@ def test_crlf_bom_and_blank_lines_are_tolerated(tmp_path):
 def test_tag_format_is_detected_and_mismatches_are_refused():
     chars = [(1, "ab c", "X O O Y")]
     tokens = [(1, "the cat sat", "D N V")]
-    assert parse_examples(chars, "tag")[1] == "chars"
-    examples, fmt = parse_examples(tokens, "tag")
+    assert TASKS["tag"].parse(chars)[1] == "chars"
+    examples, fmt = TASKS["tag"].parse(tokens)
     assert fmt == "tokens" and examples[0].source == ["the", "cat", "sat"]
     with pytest.raises(RnnkitError, match="line 1: 2 labels"):
-        parse_examples([(1, "the cat sat", "D N")], "tag")
+        TASKS["tag"].parse([(1, "the cat sat", "D N")])
     with pytest.raises(RnnkitError, match="one label per token"):
-        parse_examples([(1, "the cat sat", "D N")], "tag", "tokens")
+        TASKS["tag"].parse([(1, "the cat sat", "D N")], "tokens")
 
 
 def test_split_is_seeded_and_disjoint():
@@ -140,7 +141,7 @@ def test_interrupted_pair_run_resumes_exactly(tmp_path, monkeypatch, extra):
     data = write_pairs(tmp_path / "rev.tsv", 500, reversal)
     settings = {"steps": 40, "eval_every": 20, "model": {"dropout": 0.2}, **extra}
     run("seq2seq", data, tmp_path / "whole", **settings)
-    one_step = TrainerBase._one_step
+    one_step = Trainer._one_step
 
     def interrupt_at_27(self):  # Ctrl-C between two evaluations
         rates = one_step(self)
@@ -148,10 +149,10 @@ def test_interrupted_pair_run_resumes_exactly(tmp_path, monkeypatch, extra):
             signal.raise_signal(signal.SIGINT)
         return rates
 
-    monkeypatch.setattr(TrainerBase, "_one_step", interrupt_at_27)
+    monkeypatch.setattr(Trainer, "_one_step", interrupt_at_27)
     with pytest.raises(Interrupted):
         run("seq2seq", data, tmp_path / "cut", **settings)
-    monkeypatch.setattr(TrainerBase, "_one_step", one_step)
+    monkeypatch.setattr(Trainer, "_one_step", one_step)
     run("seq2seq", data, tmp_path / "cut", resume=True, **settings)
     assert_same_weights(load_checkpoint(tmp_path / "whole" / "last.pt")["model"],
                         load_checkpoint(tmp_path / "cut" / "last.pt")["model"])
@@ -274,9 +275,9 @@ def test_eval_with_a_beam_decodes_with_it(cli_runs, capsys):
     assert main(["eval", str(out), "--data", str(data), "--json", "--beam", "3"]) == 0
     beam = json.loads(capsys.readouterr().out)
     model, vocabs, meta = rnnkit.load(out)
-    examples, _ = parse_examples(read_lines(data), "seq2seq")
+    examples, _ = TASKS["seq2seq"].parse(read_lines(data))
     val = [examples[i] for i in split_indices(len(examples), 0.05, 0.05, 1337)["val"]]
     from rnnkit import metrics, tasks
-    preds = [h[0] for h in tasks.predict(model, "seq2seq", vocabs, val, tasks.DecodeSettings(
-        beam=3, max_length=meta["max_length"]))]
+    settings = tasks.DecodeSettings(beam=3, max_length=meta["max_length"])
+    preds = [h[0] for h in TASKS["seq2seq"].predict_examples(model, vocabs, val, settings)]
     assert beam["exact_match"] == metrics.exact_match(preds, ["".join(e.target) for e in val])

@@ -17,11 +17,14 @@ import torch
 
 import rnnkit
 from rnnkit.cli import main
+from rnnkit.data.batching import to_device
 from rnnkit.errors import RnnkitError
-from rnnkit.training import loop
+from rnnkit.training import loop, precision
 from rnnkit.training.checkpoint import load_checkpoint
-from rnnkit.training.loop import Interrupted, Trainer, apply_update
-from rnnkit.training.precision import Update, to_device
+from rnnkit.training.distributed import Ranks
+from rnnkit.training.loop import Interrupted, Trainer
+from rnnkit.training.precision import Update
+from rnnkit.training.update import apply_update
 
 from .test_training import assert_same_weights, losses, weights
 
@@ -204,9 +207,9 @@ def test_a_disabled_scaler_leaves_the_fp32_update_as_it_was():
 
 
 def test_auto_never_picks_fp16():
-    assert not loop.make_scaler("auto", torch.device("cpu")).is_enabled()
-    assert not loop.make_scaler("bf16", torch.device("cpu")).is_enabled()
-    assert loop.make_scaler("fp16", torch.device("cpu")).is_enabled()
+    assert not precision.make_scaler("auto", torch.device("cpu")).is_enabled()
+    assert not precision.make_scaler("bf16", torch.device("cpu")).is_enabled()
+    assert precision.make_scaler("fp16", torch.device("cpu")).is_enabled()
 
 
 # -- pinned memory ------------------------------------------------------------------------------
@@ -245,7 +248,7 @@ def test_compile_with_several_processes_is_refused_with_one_line(tmp_path, capsy
 
 
 def test_compile_with_a_process_group_is_refused_on_every_rank(tmp_path, hamlet, monkeypatch):
-    monkeypatch.setattr(loop.Ranks, "current", classmethod(lambda cls: cls(0, 2)))
+    monkeypatch.setattr(Ranks, "current", classmethod(lambda cls: cls(0, 2)))
     with pytest.raises(RnnkitError, match="--compile does not combine") as info:
         Trainer(*small(hamlet, compile=True), out=tmp_path / "run")
     assert getattr(info.value, "same_on_every_rank", False)  # rank 0 alone reports it

@@ -12,12 +12,13 @@ from rnnkit.decoding import (
     prompt_ids,
     sample_next_token,
 )
+from rnnkit.layers import cells
 from rnnkit.layers.recurrent import Recurrent
 from rnnkit.layers.recurrent_step import RecurrentStep, int8_available
 from rnnkit.models import CharLM, CharLMConfig
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
 
-CELLS = ["lstm", "gru", "rnn"]
+CELLS = list(cells.CELLS)  # every registered cell
 # what each precision may change in the logits of the small models below (fp32: rounding)
 TOLERANCE = {"fp32": 1e-5, "bf16": 0.05, "int8": 0.05}
 needs_int8 = pytest.mark.skipif(not int8_available(), reason="no dynamic int8 kernel")
@@ -158,7 +159,45 @@ def test_seq2seq_stepper_equals_its_step_and_beam_search_is_unchanged(cell, atte
     got, _ = model.stepper()(tokens, state)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     args = (state, 4, 1, 2)
-    slow = beam_search(model.step, model.reorder, *args, beam=3, max_length=8, n_best=2)
-    fast = beam_search(model.stepper(), model.reorder, *args, beam=3, max_length=8, n_best=2)
+    search = {"beam": 3, "max_length": 8, "n_best": 2}
+    slow = beam_search(model.step, model.reorder_state, *args, **search)
+    fast = beam_search(model.stepper(), model.reorder_state, *args, **search)
     assert [[t for t, _ in h] for h in fast] == [[t for t, _ in h] for h in slow]
     assert greedy_decode(model.stepper(), *args, 8) == greedy_decode(model.step, *args, 8)
+
+
+class HalvedLSTM(cells.LSTMCell):
+    """An LSTM with its own update (h halved): the LSTM's fast step would compute the wrong
+    function for it."""
+
+    def update(self, gi, gh, state):
+        h, (_, c) = super().update(gi, gh, state)
+        return h / 2, (h / 2, c)
+
+
+class OwnGatesRNN(cells.RNNCell):
+    """An RNN with its own products (x doubled): only its forward knows them."""
+
+    def gates(self, x, h):
+        return super().gates(2 * x, h)
+
+
+@pytest.mark.parametrize("cell", [HalvedLSTM, OwnGatesRNN])
+def test_a_subclass_with_its_own_arithmetic_is_stepped_by_it(cell):
+    torch.manual_seed(5)
+    rnn = Recurrent(cell, 6, 8, 2).eval()
+    assert not rnn.fused
+    x, state = torch.randn(3, 5, 6), random_state(rnn, 3)
+    with torch.no_grad():
+        want, _ = rnn(x, state)
+    step = RecurrentStep(rnn)
+    for t in range(5):
+        out, state = step(x[:, t], state)
+        torch.testing.assert_close(out, want[:, t])
+
+
+def test_a_cell_with_its_own_products_has_no_lower_precision_step():
+    rnn = Recurrent(OwnGatesRNN, 6, 8, 1)
+    with pytest.raises(ValueError, match="OwnGatesRNN has no bf16 single step"):
+        RecurrentStep(rnn, precision="bf16")
+    RecurrentStep(Recurrent(HalvedLSTM, 6, 8, 1), precision="bf16")  # the general step

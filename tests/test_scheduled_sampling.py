@@ -9,7 +9,7 @@ from rnnkit.data.vocab import CharVocab
 from rnnkit.decoding import SamplingConfig, generate
 from rnnkit.errors import RnnkitError
 from rnnkit.models import CharLM, CharLMConfig
-from rnnkit.training.scheduled_sampling import parallel_forward, sequential_forward
+from rnnkit.scheduled_sampling import parallel_forward, sequential_forward
 from rnnkit.training.schedules import teacher_forcing_prob
 
 V = 9

@@ -7,11 +7,13 @@ import torch
 
 import rnnkit
 from rnnkit.errors import RnnkitError
+from rnnkit.losses import sequence_nll
 from rnnkit.models.char_lm import CharLM, CharLMConfig
+from rnnkit.tasks.lm import TokenObjective
 from rnnkit.training.checkpoint import FORMAT_VERSION, load_checkpoint
-from rnnkit.training.loop import Interrupted, Trainer, train_step
-from rnnkit.training.losses import sequence_nll
+from rnnkit.training.loop import Interrupted, Trainer
 from rnnkit.training.schedules import lr_at
+from rnnkit.training.update import train_step
 
 from .conftest import SENTENCES
 
@@ -70,7 +72,7 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path, hamlet):
     x = torch.tensor(vocab.encode("Ber.\nWho's there?"))[None]
     trainer.model.eval()
     torch.testing.assert_close(model(x)[0], trainer.model(x)[0], rtol=0, atol=0)
-    assert vocab == trainer.vocab and meta["step"] == 30
+    assert vocab == trainer.data.vocab and meta["step"] == 30
 
 
 SCHEDULED = {"scheduled_sampling": "linear", "ss_c": 0.03}
@@ -158,7 +160,8 @@ def test_train_step_detaches_the_carried_state():
     opt = torch.optim.AdamW(model.parameters())
     x = torch.randint(0, 10, (2, 5))
     _, cfg = rnnkit.configs()
-    _, state, ok = train_step(model, opt, x, x, None, cfg)
+    _, state, ok = train_step(TokenObjective(cfg), model, opt, {"x": x, "y": x}, None,
+                             cfg.grad_clip)
     assert ok
     assert all(s.grad_fn is None and not s.requires_grad for s in state)
     loss_fresh = sequence_nll(model(x)[0], x)

@@ -47,7 +47,7 @@ def test_caption_decoding_step_by_step_equals_the_teacher_forced_pass(cell):
         for t in range(3):
             logp, state = model.step(tokens[:, t], state)
             steps.append(logp)
-        picked = Captioner.reorder(model.encode(images), torch.tensor([2, 0]))
+        picked = Captioner.reorder_state(model.encode(images), torch.tensor([2, 0]))
         again, _ = model.step(tokens[[2, 0], 0], picked)
     torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(again, steps[0][[2, 0]], atol=1e-6, rtol=1e-5)

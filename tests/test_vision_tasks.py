@@ -10,9 +10,9 @@ import torch
 
 import rnnkit
 from rnnkit.cli import main
+from rnnkit.tasks.vision import VisionData
 from rnnkit.training.checkpoint import load_checkpoint
-from rnnkit.training.loop import Interrupted, TrainerBase
-from rnnkit.vision_tasks import VisionData
+from rnnkit.training.loop import Interrupted, Trainer
 
 from .test_pair_tasks import records
 from .test_training import assert_same_weights
@@ -165,7 +165,7 @@ def test_interrupted_frames_run_with_scheduled_sampling_resumes_exactly(tmp_path
     settings = {"model": {**FRAMES, "frame_size": 16, "hidden_size": 8}, "batch_size": 4,
                 "eval_every": 4, "scheduled_sampling": "constant", "ss_k": 0.5}
     run("frames", tmp_path / "whole", 8, **settings)
-    one_step = TrainerBase._one_step
+    one_step = Trainer._one_step
 
     def interrupt_at_6(self):
         rates = one_step(self)
@@ -173,10 +173,10 @@ def test_interrupted_frames_run_with_scheduled_sampling_resumes_exactly(tmp_path
             signal.raise_signal(signal.SIGINT)
         return rates
 
-    monkeypatch.setattr(TrainerBase, "_one_step", interrupt_at_6)
+    monkeypatch.setattr(Trainer, "_one_step", interrupt_at_6)
     with pytest.raises(Interrupted):
         run("frames", tmp_path / "cut", 8, **settings)
-    monkeypatch.setattr(TrainerBase, "_one_step", one_step)
+    monkeypatch.setattr(Trainer, "_one_step", one_step)
     run("frames", tmp_path / "cut", 8, resume=True, **settings)
     assert_same_weights(load_checkpoint(tmp_path / "whole" / "last.pt")["model"],
                         load_checkpoint(tmp_path / "cut" / "last.pt")["model"])

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .data.vocab import BOS, EOS, CharVocab
 from .errors import RnnkitError
+from .models.protocols import LanguageModel, PrefillStep, Step
 
 
 @dataclass(frozen=True)  # hashable: rows that share settings are sampled together
@@ -115,15 +116,15 @@ def prompt_ids(vocab: CharVocab, prime_text: str) -> list[int]:
     return [int(vocab.encode("\n")[-1])] if not vocab.unknown_in("\n") else [0]
 
 
-def read_prompt(model, step, tokens: Tensor) -> tuple[Tensor, Any]:
+def read_prompt(model: LanguageModel, step: Step, tokens: Tensor) -> tuple[Tensor, Any]:
     """(B, V) logits after reading (B, P) prompt tokens, and the state to step on from. A
     recurrent model reads the prompt in one call of its sequence kernel; a transformer
-    (``carries_state`` False) fills its KV cache in one pass with ``step.prefill`` where the
-    stepper has one (the same cache as stepping through the prompt), else token by token."""
-    if getattr(model, "carries_state", True):
+    (``carries_state`` False) fills its KV cache in one pass where its stepper is a
+    ``PrefillStep`` (the same cache as stepping through the prompt), else token by token."""
+    if model.carries_state:
         logits, state = model(tokens)
         return logits[:, -1], state
-    if hasattr(step, "prefill"):
+    if isinstance(step, PrefillStep):
         return step.prefill(tokens)
     state = None
     for token in tokens.unbind(dim=1):
@@ -132,8 +133,8 @@ def read_prompt(model, step, tokens: Tensor) -> tuple[Tensor, Any]:
 
 
 @torch.no_grad()
-def generate(model, vocab: CharVocab, prime_text: str, length: int, cfg: SamplingConfig,
-             generator: torch.Generator, num_samples: int = 1,
+def generate(model: LanguageModel, vocab: CharVocab, prime_text: str, length: int,
+             cfg: SamplingConfig, generator: torch.Generator, num_samples: int = 1,
              on_token: Callable[[Tensor], None] | None = None,
              precision: str = "fp32") -> list[list[int]]:
     """Generate ``length`` tokens after the prompt for ``num_samples`` rows in parallel.
@@ -152,7 +153,8 @@ def generate(model, vocab: CharVocab, prime_text: str, length: int, cfg: Samplin
         model.train(was_training)
 
 
-def _start(model, vocab: CharVocab, prime_text: str, num_samples: int, precision: str):
+def _start(model: LanguageModel, vocab: CharVocab, prime_text: str, num_samples: int,
+           precision: str):
     """(step function, its state, the last logits) after reading the prompt."""
     device = next(model.parameters()).device
     start = torch.tensor(prompt_ids(vocab, prime_text), device=device)
@@ -161,7 +163,7 @@ def _start(model, vocab: CharVocab, prime_text: str, num_samples: int, precision
     return step, state, logits
 
 
-def _sample_loop(step, state, logits: Tensor, vocab: CharVocab, length: int,
+def _sample_loop(step: Step, state, logits: Tensor, vocab: CharVocab, length: int,
                  cfg: SamplingConfig, generator: torch.Generator,
                  on_token: Callable[[Tensor], None] | None) -> list[list[int]]:
     stop = vocab.id_of(EOS) if EOS in vocab.specials else None
@@ -182,8 +184,8 @@ def _sample_loop(step, state, logits: Tensor, vocab: CharVocab, length: int,
 
 
 @torch.no_grad()
-def beam_continue(model, vocab: CharVocab, prime_text: str, length: int, beam: int,
-                  n_best: int = 1, length_penalty: float = 0.0,
+def beam_continue(model: LanguageModel, vocab: CharVocab, prime_text: str, length: int,
+                  beam: int, n_best: int = 1, length_penalty: float = 0.0,
                   precision: str = "fp32") -> list[list[int]]:
     """The ``n_best`` likeliest continuations of the prompt by beam search (``beam_search``
     over the model's single steps), best first: ``length`` tokens in stream mode, a line to
@@ -208,10 +210,10 @@ def beam_continue(model, vocab: CharVocab, prime_text: str, length: int, beam: i
         model.train(was_training)
 
 
-def logits_over(model, tokens: Tensor) -> Tensor:
+def logits_over(model: LanguageModel, tokens: Tensor) -> Tensor:
     """(B, T, V) next-token logits at every position of (B, T) tokens, however long: past its
     block_size a transformer's context slides as it does when sampling."""
-    if getattr(model, "carries_state", True) or tokens.shape[1] <= model.config.block_size:
+    if model.carries_state or tokens.shape[1] <= model.config.block_size:
         return model(tokens)[0]
     step, state, out = model.stepper(), None, []
     for token in tokens.unbind(dim=1):
@@ -221,7 +223,7 @@ def logits_over(model, tokens: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def greedy_continue(model, prompts: Tensor, steps: int) -> Tensor:
+def greedy_continue(model: LanguageModel, prompts: Tensor, steps: int) -> Tensor:
     """Greedy continuations of a batch of equal-length prompts (B, P) -> (B, steps)."""
     step, out = model.stepper(), []
     logits, state = read_prompt(model, step, prompts)
@@ -239,6 +241,9 @@ def greedy_continue(model, prompts: Tensor, steps: int) -> Tensor:
 #
 #   step(tokens, state) -> (log_probs, state)   tokens (N,) int64, log_probs (N, V) float
 #   reorder(state, index) -> state              keep rows ``index`` (M,) int64, in that order
+#
+# A ConditionalDecoder (models/protocols.py) provides both: ``model.step`` or
+# ``model.stepper()``, and ``model.reorder_state``.
 #
 # A row is one sequence being decoded: N = B for greedy and sampling, N = B * K for beam
 # search (B examples, K beams, V vocabulary). Only ``step`` and ``reorder`` look inside the

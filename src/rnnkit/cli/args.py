@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
+from collections.abc import Mapping
 from dataclasses import fields
 from functools import cache
 from typing import Literal, get_args, get_origin, get_type_hints
 
+from ..models import DATA_SIZES
+
 # char-rnn's flag names where ours differ from the dataclass field
 FLAG_NAMES = {"hidden_size": "rnn-size"}
-SKIP = {"vocab_size", "tgt_vocab_size", "num_classes", "num_tags"}  # sizes from the data
-METAVARS = {int: "N", float: "F", str: "S"}  # filled in from the data, never set by hand
+METAVARS = {int: "N", float: "F", str: "S"}
 
 
 @cache
@@ -28,8 +30,12 @@ def field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def flag_type(hint):
-    """(argparse type, choices) for a field's type hint."""
+def flag_type(hint, metadata: Mapping | None = None):
+    """(argparse type, choices) for a field's type hint and metadata. A field's
+    ``metadata["choices"]``, a zero-arg callable, is read here, as the parser is built: its
+    names come from a table that may grow after import (a registered cell)."""
+    if metadata and "choices" in metadata:
+        return hint, tuple(metadata["choices"]())
     if get_origin(hint) is Literal:
         return type(get_args(hint)[0]), get_args(hint)
     args = [a for a in get_args(hint) if a is not type(None)]
@@ -42,13 +48,14 @@ def add_dataclass_arguments(parser, classes, section: str) -> None:
     task's default where they differ). Unset flags stay absent (defaults live elsewhere)."""
     group = parser.add_argument_group(f"{section} settings")
     by_task = classes if isinstance(classes, dict) else {"": classes}
-    seen = set(SKIP)
+    seen = set(DATA_SIZES)  # filled in from the data, never set by hand
     for cls in by_task.values():
         for f in fields(cls):
             if f.name not in seen:
                 seen.add(f.name)
                 help = f"{field_docs(cls).get(f.name, '')} ({defaults_text(f.name, by_task)})"
-                add_field(group, f.name, get_type_hints(cls)[f.name], help, section)
+                add_field(group, f.name, get_type_hints(cls)[f.name], help, section,
+                          f.metadata)
 
 
 def defaults_text(name: str, by_task: dict) -> str:
@@ -60,8 +67,9 @@ def defaults_text(name: str, by_task: dict) -> str:
     return "defaults: " + ", ".join(f"{task} {value}" for task, value in values.items())
 
 
-def add_field(group, name: str, hint, help: str, section: str) -> None:
-    kind, choices = flag_type(hint)
+def add_field(group, name: str, hint, help: str, section: str,
+              metadata: Mapping | None = None) -> None:
+    kind, choices = flag_type(hint, metadata)
     flag = "--" + FLAG_NAMES.get(name, name.replace("_", "-"))
     if kind is bool:  # --flag / --no-flag
         group.add_argument(flag, dest=f"{section}.{name}", default=argparse.SUPPRESS,

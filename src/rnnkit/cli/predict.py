@@ -20,19 +20,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from ..api import load, predict_model
-from ..data.pairs import read_inputs
+from ..api import load
 from ..decoding import SamplingConfig
 from ..errors import RnnkitError
-from ..fileio import atomic_write, atomic_write_bytes
-from ..images import save_gif, save_strip
-from ..tasks import DecodeSettings, format_prediction
-from ..training.checkpoint import TASK_OF_KIND
-from ..vision_tasks import VISION_TASKS, generate, load_npz
-from ..vision_tasks import predict as vision_predict
+from ..fileio import atomic_write_bytes
+from ..tasks import DecodeSettings, PredictRequest, task_of_kind
+from ..training.config import TrainConfig
 
 
 def add_arguments(p) -> None:
@@ -69,15 +62,17 @@ def settings_from(args) -> DecodeSettings:
 
 def run(args) -> int:
     settings = settings_from(args)  # bad flags are refused before the model loads
-    model, vocabs, meta = load(args.checkpoint, args.device)
-    task = TASK_OF_KIND[meta["kind"]]
-    if task in VISION_TASKS:
-        return predict_vision(args, model, vocabs, meta, task)
-    if args.input is None:
-        raise RnnkitError(f"a {task} model needs --input FILE (one input per line)")
-    preds = predict_model(model, vocabs, meta, read_inputs(args.input), settings,
-                          args.batch_size)
-    write_lines([format_prediction(task, p) for p in preds], args.output)
+    model, vocab, meta = load(args.checkpoint, args.device)
+    task = task_of_kind(meta["kind"])
+    if task.predicts_files and not args.output:
+        raise RnnkitError(f"{task.name} predictions are images: give --output FOLDER")
+    request = PredictRequest(args.input, args.count, args.batch_size, settings)
+    preds = task.predict(model, vocab, meta, TrainConfig(**meta["config"]["train"]), request)
+    if task.predicts_files:
+        preds.write(Path(args.output))
+        print(f"wrote {len(preds)} forecasts to {args.output}", file=sys.stderr)
+        return 0
+    write_lines(preds, args.output)
     return 0
 
 
@@ -87,38 +82,3 @@ def write_lines(lines: list[str], output: str | None) -> None:
         atomic_write_bytes(output, text.encode())
     else:
         sys.stdout.write(text)
-
-
-def predict_vision(args, model, classes, meta, task: str) -> int:
-    if task == "frames" and not args.output:
-        raise RnnkitError("frames predictions are images: give --output FOLDER")
-    examples = vision_inputs(args, model, classes, meta, task)
-    preds = vision_predict(model, task, examples, args.batch_size, args.beam)
-    if task != "frames":
-        write_lines(preds, args.output)
-        return 0
-    write_frames(Path(args.output), examples, preds)
-    print(f"wrote {len(preds)} forecasts to {args.output}", file=sys.stderr)
-    return 0
-
-
-def vision_inputs(args, model, classes, meta, task: str):
-    if args.input is not None:
-        examples = load_npz(args.input, task, model.config)
-        examples.classes = classes  # the model's own class ids
-        return examples
-    if args.count < 1:
-        raise RnnkitError(f"--count must be >= 1, got {args.count}")
-    seed = meta["config"]["train"]["seed"] + 7  # a set apart from the run's val and test
-    return generate(task, model.config, args.count, seed, "test")
-
-
-def write_frames(out: Path, examples, preds) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    inputs, truth = examples.tensors["inputs"], examples.tensors["targets"]
-    for i in range(len(preds)):
-        save_strip([("input", inputs[i]), ("truth", truth[i]), ("prediction", preds[i])],
-                   out / f"strip_{i:03d}.png")
-        save_gif([truth[i], preds[i]], out / f"sequence_{i:03d}.gif")
-    frames = (preds.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    atomic_write(out / "predictions.npz", lambda f: np.savez_compressed(f, frames=frames))

@@ -29,8 +29,15 @@ from pathlib import Path
 import torch
 
 from ..errors import RnnkitError
-from ..models import LM_MODELS, MODELS
-from ..training.config import TrainConfig, build_configs, check_keys, preset_names, read_toml
+from ..tasks import data_parallel_tasks, get_task
+from ..training.config import (
+    TrainConfig,
+    build_configs,
+    check_keys,
+    model_config_classes,
+    preset_names,
+    read_toml,
+)
 from ..training.distributed import backend_for, check_batch, launched_rank, launched_world_size
 from ..training.loop import COMPILE_WITH_DDP, train
 from .args import add_dataclass_arguments, as_flags, overrides
@@ -53,8 +60,7 @@ def add_arguments(p) -> None:
                    help="train with N processes on this machine, started by torchrun "
                    "(torch.distributed.run): DistributedDataParallel, gloo on CPU (one thread "
                    "each), nccl on CUDA (one GPU each); --batch-size stays the global batch")
-    configs = {task: cls for task, (_, cls) in MODELS.items()} | {"gpt": LM_MODELS["gpt"][1]}
-    add_dataclass_arguments(p, configs, "model")
+    add_dataclass_arguments(p, model_config_classes(), "model")
     add_dataclass_arguments(p, TrainConfig, "train")
 
 
@@ -154,9 +160,9 @@ def check_launch(nproc: int, cfg: TrainConfig) -> None:
     if launched_world_size() > 1:
         raise RnnkitError("--nproc starts the processes itself; drop it when launching with "
                           "torchrun")
-    if cfg.task != "lm":
-        raise RnnkitError(f"--nproc supports --task lm only; train --task {cfg.task} without "
-                          "it")
+    if not get_task(cfg.task).data_parallel:
+        raise RnnkitError(f"--nproc supports --task {data_parallel_tasks()} only; train --task "
+                          f"{cfg.task} without it")
     check_batch(cfg.batch_size, nproc)
     if cfg.compile:
         raise RnnkitError(COMPILE_WITH_DDP)

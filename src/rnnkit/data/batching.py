@@ -145,3 +145,14 @@ def line_eval_batches(tokens: np.ndarray, bos: int, eos: int, batch_size: int, r
     for i in range(rank * batch_size, len(spans), world_size * batch_size):
         chunk = spans[i:i + batch_size]
         yield pad_lines(tokens, chunk, bos, int((chunk[:, 1] - chunk[:, 0]).max()))
+
+
+def to_device(batch, device: torch.device):
+    """A batch (a tensor, or a dict of them) on ``device``. A CPU tensor bound for CUDA goes
+    through pinned memory without blocking, so the copy overlaps the GPU's queued work; on the
+    CPU a tensor comes back as it is."""
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if device.type == "cuda" and batch.device.type == "cpu":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)

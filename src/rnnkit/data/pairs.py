@@ -24,7 +24,6 @@ from .tokenizers import TextSplitter
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0..3 in every input vocabulary: <pad> is 0
-TASKS = ("seq2seq", "classify", "tag")
 
 
 class TokenVocab:
@@ -116,19 +115,6 @@ def split_fields(text: str, path: Path, n: int) -> tuple[int, str, str]:
     return n, fields[0], fields[1]
 
 
-def parse_examples(rows, task: str, tag_format: str = "auto",
-                   splitter: TextSplitter | None = None) -> tuple[list[Example], str]:
-    """Examples for ``task``; for tagging also the format used ("chars" or "tokens").
-    ``splitter`` cuts seq2seq and classify texts into tokens (default: characters)."""
-    split = (splitter or TextSplitter()).split
-    if task == "seq2seq":
-        return [Example(n, split(a), split(b), a, b) for n, a, b in rows], ""
-    if task == "classify":
-        return [Example(n, split(a), checked_label(b, n), a) for n, a, b in rows], ""
-    fmt = tag_format if tag_format != "auto" else detect_tag_format(rows)
-    return [tag_example(n, a, b, fmt) for n, a, b in rows], fmt
-
-
 def checked_label(label: str, n: int) -> str:
     if not label.strip():
         raise RnnkitError(f"line {n}: the label is empty; fix or remove that line")
@@ -154,19 +140,6 @@ def tag_example(n: int, text: str, labels: str, fmt: str) -> Example:
         raise RnnkitError(f"line {n}: {len(tags)} labels for {len(source)} {unit}s; give one "
                           f"label per {unit} (--tag-format {fmt})")
     return Example(n, source, tags)
-
-
-def build_vocabs(examples: list[Example], task: str,
-                 splitter: TextSplitter | None = None) -> dict[str, TokenVocab]:
-    """{"source": ..., "target": ...}: target is tokens of text (seq2seq) or labels (no
-    specials)."""
-    source = TokenVocab((t for e in examples for t in e.source), splitter=splitter)
-    if task == "seq2seq":
-        return {"source": source,
-                "target": TokenVocab((t for e in examples for t in e.target), splitter=splitter)}
-    labels = (e.target for e in examples) if task == "classify" else (
-        t for e in examples for t in e.target)
-    return {"source": source, "target": TokenVocab(labels, specials=())}
 
 
 def split_indices(n: int, val_frac: float, test_frac: float, seed: int) -> dict[str, np.ndarray]:
@@ -209,23 +182,6 @@ def pad(seqs: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
     for row, s in enumerate(seqs):
         out[row, :len(s)] = torch.tensor(s, dtype=torch.long)
     return out, lengths
-
-
-def collate(examples: list[Example], vocabs: dict[str, TokenVocab], task: str) -> dict:
-    """Padded tensors: src, src_len, and tgt_in/tgt_out (seq2seq), label (classify) or tags."""
-    src_vocab, tgt_vocab = vocabs["source"], vocabs["target"]
-    src, src_len = pad([src_vocab.encode(e.source) for e in examples], 0)
-    batch = {"src": src, "src_len": src_len}
-    if task == "seq2seq":
-        bos, eos = tgt_vocab.id_of(BOS), tgt_vocab.id_of(EOS)
-        targets = [tgt_vocab.encode(e.target) for e in examples]
-        batch["tgt_in"] = pad([[bos] + t for t in targets], 0)[0]
-        batch["tgt_out"] = pad([t + [eos] for t in targets], IGNORE)[0]
-    elif task == "classify":
-        batch["label"] = torch.tensor(tgt_vocab.encode([e.target for e in examples]))
-    else:
-        batch["tags"] = pad([tgt_vocab.encode(e.target) for e in examples], IGNORE)[0]
-    return batch
 
 
 def read_inputs(path: str | Path) -> list[str]:

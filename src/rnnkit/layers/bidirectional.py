@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .cells import State
-from .recurrent import Recurrent, check_lengths
+from .recurrent import Recurrent, check_lengths, check_state, zero_state
 
 _MERGES = ("concat", "sum")
 
@@ -128,7 +128,8 @@ class BiRecurrent(nn.Module):
     in_k = 2H: every layer reads both directions of the layer below.
 
     Args:
-        cell: "lstm", "gru" or "rnn", or a cell class following the cells.py protocol.
+        cell: a name in cells.CELLS ("lstm", "gru", "rnn", or one registered there), or a
+            cell class following the cells.py protocol.
         input_size: D, features per input step.
         hidden_size: H, units per direction and layer.
         num_layers: L, stacked bidirectional layers.
@@ -157,14 +158,14 @@ class BiRecurrent(nn.Module):
 
     def init_state(self, batch_size: int, like: Tensor) -> State:
         """Zero state of (2L, B, H) tensors, on ``like``'s device and dtype."""
-        zeros = like.new_zeros(2 * self.num_layers, batch_size, self.hidden_size)
-        return tuple(zeros for _ in range(self.state_count))
+        return zero_state(self.state_count, (2 * self.num_layers, batch_size, self.hidden_size),
+                          like)
 
     def forward(self, x: Tensor, state: State | None = None,
                 lengths: Tensor | None = None) -> tuple[Tensor, State]:
         if state is None:
             state = self.init_state(x.shape[0], x)
-        self._check_state(x, state)
+        check_state(state, self.state_count, (2 * self.num_layers, x.shape[0], self.hidden_size))
         if lengths is not None:
             lengths = check_lengths(lengths, x.shape[0], x.shape[1])
         finals = []
@@ -174,12 +175,6 @@ class BiRecurrent(nn.Module):
                 x = nn.functional.dropout(x, self.dropout, self.training)
             finals.append(layer_state)
         return x, tuple(torch.cat(s, dim=0) for s in zip(*finals))
-
-    def _check_state(self, x: Tensor, state: State) -> None:
-        expected = (2 * self.num_layers, x.shape[0], self.hidden_size)
-        if len(state) != self.state_count or any(s.shape != expected for s in state):
-            raise ValueError(f"state must be {self.state_count} tensor(s) of shape {expected}, "
-                             f"got {[tuple(s.shape) for s in state]}")
 
     def torch_state_dict(self) -> dict[str, Tensor]:
         """Our parameters under ``nn.LSTM/GRU/RNN`` names (``weight_ih_l0_reverse`` ...)."""

@@ -2,8 +2,9 @@
 
 The matrix products of an LSTM/GRU cell become convolutions with same padding, so inputs,
 states and gates are images (channels x *spatial) and the state keeps the frame's size.
-The cells follow cells.py's protocol, ``y_t, state = cell(x_t, state)``, with torch's
-parameter names and gate order: ``weight_ih`` (G*Hc, C, *k), ``weight_hh`` (G*Hc, Hc, *k),
+The cells follow cells.py's protocol, ``y_t, state = cell(x_t, state)``, split as there into
+``gates`` (the convolutions) and ``update`` (the elementwise rest), with torch's parameter
+names and gate order: ``weight_ih`` (G*Hc, C, *k), ``weight_hh`` (G*Hc, Hc, *k),
 ``bias_ih`` and ``bias_hh`` (G*Hc). With 1x1 kernels on 1x1 frames they compute exactly
 ``nn.LSTMCell`` / ``nn.GRUCell`` (the weights copy over after a reshape).
 
@@ -18,8 +19,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .cells import State
-from .recurrent import check_lengths, step_mask
+from .cells import State, cell_class, gru_update
+from .recurrent import check_lengths, check_state, step_mask, zero_state
 
 _CONVS = {1: nn.functional.conv1d, 2: nn.functional.conv2d, 3: nn.functional.conv3d}
 
@@ -44,10 +45,12 @@ def _masked(keep: Tensor, new: Tensor, old: Tensor | float) -> Tensor:
 
 
 class _ConvCell(nn.Module):
-    """Parameters, initialisation and convolutions shared by the conv cells."""
+    """Parameters, initialisation, convolutions and ``forward`` shared by the conv cells."""
 
     num_gates = 1
+    state_names: tuple[str, ...] = ("h",)
     state_count = 1  # tensors in a state tuple
+    forget_gate: int | None = None  # as in cells.py: the forget gate's block of rows, if any
 
     def __init__(self, in_channels: int, hidden_channels: int,
                  kernel_size: int | tuple[int, ...] = 3, dims: int = 2, bias: bool = True):
@@ -80,11 +83,20 @@ class _ConvCell(nn.Module):
         zeros = like.new_zeros(like.shape[0], self.hidden_channels, *like.shape[2:])
         return tuple(zeros for _ in range(self.state_count))
 
-    def _gates(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    def gates(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        """(gi, gh) = (W_ih * x + b_ih, W_hh * h + b_hh), each (B, G*Hc, *spatial)."""
         conv = _CONVS[self.dims]
         gi = conv(x, self.weight_ih, self.bias_ih, padding=self.padding)
         gh = conv(h, self.weight_hh, self.bias_hh, padding=self.padding)
         return gi, gh
+
+    def update(self, gi: Tensor, gh: Tensor, state: State) -> tuple[Tensor, State]:
+        """(y, new state) from the gates of ``gates`` and the old state."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        state = state if state is not None else self.init_state(x)
+        return self.update(*self.gates(x, state[0]), state)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.hidden_channels}, kernel_size={self.kernel_size}, "
@@ -120,15 +132,8 @@ class ConvGRUCell(_ConvCell):
         super().__init__(in_channels, hidden_channels, kernel_size, dims, bias)
         self.reset_parameters()
 
-    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        (h,) = state if state is not None else self.init_state(x)
-        gi, gh = self._gates(x, h)
-        i_r, i_z, i_n = gi.chunk(3, dim=1)
-        h_r, h_z, h_n = gh.chunk(3, dim=1)
-        r = torch.sigmoid(i_r + h_r)
-        z = torch.sigmoid(i_z + h_z)
-        n = torch.tanh(i_n + r * h_n)
-        h = (1 - z) * n + z * h
+    def update(self, gi: Tensor, gh: Tensor, state: State) -> tuple[Tensor, State]:
+        h = gru_update(gi, gh, state[0])
         return h, (h,)
 
 
@@ -164,7 +169,9 @@ class ConvLSTMCell(_ConvCell):
     """
 
     num_gates = 4
+    state_names = ("h", "c")
     state_count = 2
+    forget_gate = 1
 
     def __init__(self, in_channels: int, hidden_channels: int,
                  kernel_size: int | tuple[int, ...] = 3, dims: int = 2, bias: bool = True,
@@ -187,9 +194,8 @@ class ConvLSTMCell(_ConvCell):
             for p in (self.weight_ci, self.weight_cf, self.weight_co):
                 nn.init.zeros_(p)
 
-    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        h, c = state if state is not None else self.init_state(x)
-        gi, gh = self._gates(x, h)
+    def update(self, gi: Tensor, gh: Tensor, state: State) -> tuple[Tensor, State]:
+        c = state[1]
         i, f, g, o = (gi + gh).chunk(4, dim=1)
         if self.peephole is not None:
             self._check_frame(c)
@@ -256,7 +262,7 @@ class ConvRecurrent(nn.Module):
                  kernel_size: int | tuple[int, ...] = 3, dims: int = 2, dropout: float = 0.0,
                  peephole: str | tuple[int, ...] | None = None, bias: bool = True):
         super().__init__()
-        cell_cls = CONV_CELLS[cell] if isinstance(cell, str) else cell
+        cell_cls = cell_class(cell, CONV_CELLS)
         if peephole is not None and not issubclass(cell_cls, ConvLSTMCell):
             raise ValueError(f"peephole needs an LSTM cell, got {cell_cls.__name__}")
         extra = {} if peephole is None else {"peephole": peephole}
@@ -271,15 +277,14 @@ class ConvRecurrent(nn.Module):
 
     def init_state(self, like: Tensor) -> State:
         """Zero state for the sequence ``like`` (B, T, C, *spatial), on its device and dtype."""
-        zeros = like.new_zeros(self.num_layers, like.shape[0], self.hidden_size, *like.shape[3:])
-        return tuple(zeros for _ in range(self.state_count))
+        return zero_state(self.state_count, self._state_shape(like), like)
 
     def forward(self, x: Tensor, state: State | None = None,
                 lengths: Tensor | None = None) -> tuple[Tensor, State]:
         self._check_input(x)
         if state is None:
             state = self.init_state(x)
-        self._check_state(x, state)
+        check_state(state, self.state_count, self._state_shape(x))
         mask = None
         if lengths is not None:
             lengths = check_lengths(lengths, x.shape[0], x.shape[1])
@@ -300,11 +305,8 @@ class ConvRecurrent(nn.Module):
             raise ValueError(f"x must be (B, T, {self.in_channels}, *spatial) with {self.dims} "
                              f"spatial dims, got {tuple(x.shape)}")
 
-    def _check_state(self, x: Tensor, state: State) -> None:
-        expected = (self.num_layers, x.shape[0], self.hidden_size, *x.shape[3:])
-        if len(state) != self.state_count or any(s.shape != expected for s in state):
-            raise ValueError(f"state must be {self.state_count} tensor(s) of shape {expected}, "
-                             f"got {[tuple(s.shape) for s in state]}")
+    def _state_shape(self, x: Tensor) -> tuple[int, ...]:
+        return (self.num_layers, x.shape[0], self.hidden_size, *x.shape[3:])
 
     def extra_repr(self) -> str:
         return f"num_layers={self.num_layers}, dropout={self.dropout}"

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .cells import CELLS, GRUCell, LSTMCell, RNNCell, State
+from .cells import GRUCell, LSTMCell, RNNCell, State, cell_class
 
 _FUSED = {LSTMCell: torch.lstm, GRUCell: torch.gru, RNNCell: torch.rnn_tanh}
 
@@ -25,7 +25,8 @@ class Recurrent(nn.Module):
     """Stacked recurrent layers with inter-layer dropout, like ``nn.LSTM(batch_first=True)``.
 
     Args:
-        cell: "lstm", "gru" or "rnn", or a cell class following the cells.py protocol.
+        cell: a name in cells.CELLS ("lstm", "gru", "rnn", or one registered there), or a
+            cell class following the cells.py protocol.
         input_size: D, features per input step.
         hidden_size: H, units per layer.
         num_layers: L, stacked layers; layer k>0 reads layer k-1's outputs.
@@ -43,7 +44,7 @@ class Recurrent(nn.Module):
     def __init__(self, cell, input_size: int, hidden_size: int, num_layers: int = 1,
                  dropout: float = 0.0, bias: bool = True, impl: str = "auto"):
         super().__init__()
-        cell_cls = CELLS[cell] if isinstance(cell, str) else cell
+        cell_cls = cell_class(cell)
         if impl not in ("auto", "fused", "cells"):
             raise ValueError(f"impl must be auto, fused or cells, got {impl!r}")
         if impl == "fused" and cell_cls not in _FUSED:
@@ -58,14 +59,14 @@ class Recurrent(nn.Module):
         self.output_size = hidden_size
 
     def init_state(self, batch_size: int, like: Tensor) -> State:
-        zeros = like.new_zeros(self.num_layers, batch_size, self.hidden_size)
-        return tuple(zeros for _ in range(self.state_count))
+        """Zero state of (L, B, H) tensors, on ``like``'s device and dtype."""
+        return zero_state(self.state_count, (self.num_layers, batch_size, self.hidden_size), like)
 
     def forward(self, x: Tensor, state: State | None = None,
                 lengths: Tensor | None = None) -> tuple[Tensor, State]:
         if state is None:
             state = self.init_state(x.shape[0], x)
-        self._check_state(x, state)
+        check_state(state, self.state_count, (self.num_layers, x.shape[0], self.hidden_size))
         if lengths is not None:
             lengths = check_lengths(lengths, x.shape[0], x.shape[1])
             if self.fused:
@@ -75,19 +76,15 @@ class Recurrent(nn.Module):
             return self._forward_fused(x, state)
         return self._forward_cells(x, state)
 
-    def _check_state(self, x: Tensor, state: State) -> None:
-        expected = (self.num_layers, x.shape[0], self.hidden_size)
-        if len(state) != self.state_count or any(s.shape != expected for s in state):
-            # torch's kernels do not check this themselves (a wrong shape corrupts memory)
-            raise ValueError(f"state must be {self.state_count} tensor(s) of shape {expected}, "
-                             f"got {[tuple(s.shape) for s in state]}")
-
     def _flat_weights(self) -> list[Tensor]:
         # torch's layout: per layer w_ih, w_hh, b_ih, b_hh
         names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if self.bias else ())
         return [getattr(c, n) for c in self.cells for n in names]
 
     def _forward_fused(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        if _lstm_without_bf16(self.cells[0], x):
+            with torch.autocast("cpu", enabled=False):
+                return self._forward_fused(x.float(), tuple(s.float() for s in state))
         kernel = _FUSED[type(self.cells[0])]
         hx = state if self.state_count == 2 else state[0]
         out, *new_state = kernel(x, hx, self._flat_weights(), self.bias, self.num_layers,
@@ -95,6 +92,9 @@ class Recurrent(nn.Module):
         return out, tuple(new_state)
 
     def _forward_packed(self, x: Tensor, state: State, lengths: Tensor) -> tuple[Tensor, State]:
+        if _lstm_without_bf16(self.cells[0], x):
+            with torch.autocast("cpu", enabled=False):
+                return self._forward_packed(x.float(), tuple(s.float() for s in state), lengths)
         # the packed overloads take (data, batch_sizes, ...) and no batch_first flag; rows are
         # sorted longest first inside the pack, so the state is permuted to match and back
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
@@ -149,6 +149,14 @@ def _run_cell(cell: nn.Module, x: Tensor, state: State,
     return torch.stack(outputs, dim=1), state
 
 
+def _lstm_without_bf16(cell, x: Tensor) -> bool:
+    """oneDNN has no bf16 LSTM on CPUs without native bf16 (AVX2 only): under bf16 autocast
+    there the fused LSTM runs in fp32 (the layers around it stay bf16) instead of failing."""
+    return (type(cell) is LSTMCell and x.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and not torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def check_lengths(lengths: Tensor, batch_size: int, steps: int) -> Tensor:
     """Validate per-row lengths at a layer's boundary.
 
@@ -172,9 +180,25 @@ def check_lengths(lengths: Tensor, batch_size: int, steps: int) -> Tensor:
     return lengths
 
 
-def step_mask(lengths: Tensor, steps: int, device: torch.device | str) -> Tensor:
-    """(B, T) bool mask, True at the valid steps t < lengths[b]."""
+def step_mask(lengths: Tensor, steps: int, device: torch.device | str | None = None) -> Tensor:
+    """(B, T) bool mask, True at the valid steps t < lengths[b], on ``device`` (None: the
+    device of ``lengths``)."""
+    device = lengths.device if device is None else device
     return torch.arange(steps, device=device) < lengths.to(device)[:, None]
+
+
+def zero_state(count: int, shape: tuple[int, ...], like: Tensor) -> State:
+    """A state of ``count`` zero tensors of ``shape``, on ``like``'s device and dtype."""
+    zeros = like.new_zeros(shape)
+    return tuple(zeros for _ in range(count))
+
+
+def check_state(state: State, count: int, shape: tuple[int, ...]) -> None:
+    """Refuse a state that is not ``count`` tensors of ``shape``: torch's kernels do not check
+    this themselves (a wrong shape corrupts memory)."""
+    if len(state) != count or any(s.shape != shape for s in state):
+        raise ValueError(f"state must be {count} tensor(s) of shape {shape}, "
+                         f"got {[tuple(s.shape) for s in state]}")
 
 
 def detach_state(state):

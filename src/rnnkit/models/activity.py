@@ -9,14 +9,13 @@ shows whether the label needs motion (time) at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from torch import Tensor, nn
 
 from ..layers.mlp import MLPHead
 from ..layers.recurrent import Recurrent
 from ..layers.time_distributed import SmallCNN, TimeDistributed
-from .checks import check_config
+from .checks import cell_field, check_config
 
 
 @dataclass
@@ -29,7 +28,7 @@ class ActivityConfig:
     """Vision: channels of the first conv block of the per-frame CNN (doubled per block)."""
     cnn_blocks: int = 1
     """Vision: conv3x3-ReLU-maxpool blocks in the per-frame CNN."""
-    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    cell: str = cell_field()
     """Recurrent cell type."""
     hidden_size: int = 64
     """H, units per recurrent layer."""

@@ -3,8 +3,8 @@ decoder writes the caption word by word, reading its own previous word."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -12,8 +12,9 @@ from torch import Tensor, nn
 from ..layers.cells import State
 from ..layers.mlp import MLPHead
 from ..layers.recurrent import Recurrent
+from ..layers.recurrent_step import RecurrentStep
 from .activity import frame_encoder
-from .checks import check_config
+from .checks import cell_field, check_config
 
 
 @dataclass
@@ -26,7 +27,7 @@ class CaptionerConfig:
     """Vision: channels of the first conv block of the image CNN (doubled per block)."""
     cnn_blocks: int = 2
     """Vision: conv3x3-ReLU-maxpool blocks of the image CNN."""
-    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    cell: str = cell_field()
     """Recurrent cell type."""
     embed_size: int = 32
     """E, size of the learned word embedding."""
@@ -45,7 +46,8 @@ class CaptionerConfig:
 
 
 class Captioner(nn.Module):
-    """``logits = model(images, tokens_in)``; step by step: ``encode`` then ``step``.
+    """``logits = model(images, tokens_in)``; step by step: ``encode`` then ``step`` or
+    ``stepper()`` (the ``ConditionalDecoder`` protocol of models/protocols.py).
 
     Shape: images (B, C, H, W), tokens_in (B, T) = <bos> + caption words; logits (B, T, V).
     The image's features set every layer's initial state (h and, for LSTM, c) through a
@@ -80,10 +82,24 @@ class Captioner(nn.Module):
         return self.decode(tokens_in, self.encode(images))[0]
 
     def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
-        """The decoders' protocol (decoding.py): tokens (N,) -> log-probs (N, V)."""
+        """One step through the sequence kernel: tokens (N,) -> log-probs (N, V)."""
         logits, state = self.decode(tokens[:, None], state)
         return logits[:, -1].float().log_softmax(-1), state
 
+    def stepper(self, precision: str = "fp32") -> Callable[[Tensor, State],
+                                                          tuple[Tensor, State]]:
+        """``step`` without the sequence kernel's cost per call: the decoder runs through a
+        RecurrentStep (layers/recurrent_step.py), made once per decoding, without dropout."""
+        rnn = RecurrentStep(self.rnn, self.embed, precision)
+
+        @torch.no_grad()
+        def step(tokens: Tensor, state: State) -> tuple[Tensor, State]:
+            out, state = rnn(tokens, state)
+            return self.head(out).float().log_softmax(-1), state
+        return step
+
     @staticmethod
-    def reorder(state: State, index: Tensor) -> State:
+    def reorder_state(state: State, index: Tensor) -> State:
+        """Rows ``index`` (M,) int64 of the state, in that order (beam search keeps, drops and
+        repeats hypotheses)."""
         return tuple(s.index_select(1, index) for s in state)

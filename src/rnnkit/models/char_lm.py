@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -12,35 +11,17 @@ from torch import Tensor, nn
 from ..layers.cells import State, init_forget_bias
 from ..layers.recurrent import Recurrent
 from ..layers.recurrent_step import Affine, RecurrentStep
-from .checks import check_config
+from .recurrent_config import RecurrentConfig
 
 
 @dataclass
-class CharLMConfig:
-    vocab_size: int = 0
-    """V, filled in from the data's vocabulary."""
-    cell: Literal["lstm", "gru", "rnn"] = "lstm"
-    """Recurrent cell type."""
-    embed_size: int = 64
-    """E, size of the learned character embedding."""
-    hidden_size: int = 256
-    """H, units per recurrent layer (char-rnn's rnn_size)."""
-    num_layers: int = 2
-    """L, stacked recurrent layers."""
-    dropout: float = 0.0
-    """Dropout between recurrent layers and before the decoder."""
+class CharLMConfig(RecurrentConfig):
     mlp_layers: int = 0
     """Extra hidden layers (H units, GELU) between the RNN and the softmax layer."""
     feedback: bool = True
     """False: the model reads only the first token of a sequence and a fixed blank (id 0)
     after it, so each step's distribution cannot depend on what was sampled before: the
     lecture's independent-sampling baseline, not a useful language model."""
-    forget_bias: float = 0.0
-    """LSTM only: start the forget gates' bias at this value (1.0 as in Jozefowicz et al.
-    2015, so cells remember by default); 0 keeps torch's initialisation."""
-
-    def __post_init__(self):
-        check_config(self, ("embed_size", "hidden_size", "num_layers"))
 
 
 class CharLM(nn.Module):
@@ -49,6 +30,8 @@ class CharLM(nn.Module):
     ``logits, state = model(tokens, state)``: tokens (B, T) int64, logits (B, T, V); ``state`` is
     the recurrent state (tuple of (L, B, H)) to carry into the next window, None for zeros.
     """
+
+    carries_state = True  # each window's final state starts the next (models/protocols.py)
 
     def __init__(self, config: CharLMConfig):
         super().__init__()
@@ -62,7 +45,7 @@ class CharLM(nn.Module):
             mlp += [nn.Linear(c.hidden_size, c.hidden_size), nn.GELU()]
         self.mlp = nn.Sequential(*mlp)
         self.head = nn.Linear(c.hidden_size, c.vocab_size)
-        if c.cell == "lstm" and c.forget_bias:
+        if c.forget_bias:
             init_forget_bias(self.rnn, c.forget_bias)
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:

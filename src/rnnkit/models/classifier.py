@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from ..layers.mlp import MLPHead
-from .encoder import EncoderConfig, SequenceEncoder, step_mask
+from ..layers.recurrent import step_mask
+from .encoder import EncoderConfig, SequenceEncoder
 
 POOLS = ("last", "mean", "max")
 

@@ -20,9 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from ..layers.cells import State
-from ..layers.conv_rnn import ConvRecurrent
+from ..layers.conv_rnn import CONV_CELLS, ConvRecurrent
 from ..layers.recurrent import Recurrent
-from .checks import check_config
+from .checks import cell_field, check_config
 
 
 @dataclass
@@ -30,7 +30,7 @@ class FramePredictorConfig:
     arch: Literal["convlstm", "fclstm"] = "convlstm"
     """Frames: convlstm (convolutional recurrence over patches) or fclstm (flattened frames
     through an ordinary LSTM, the baseline)."""
-    cell: Literal["lstm", "gru"] = "lstm"
+    cell: str = cell_field(CONV_CELLS)
     """Recurrent cell type (ConvLSTM or ConvGRU for convlstm)."""
     in_channels: int = 1
     """C, channels per frame."""

@@ -4,8 +4,9 @@ Pre-LayerNorm blocks (Radford et al. 2019, GPT-2), causal self-attention through
 ``F.scaled_dot_product_attention``, a GELU MLP of 4C units, learned absolute positions, and a
 linear head that by default shares the token embedding's weight (Press & Wolf 2017).
 
-``logits, None = model(tokens)`` for training; ``step = model.stepper()`` decodes one token per
-call from a key/value cache (``GPTState``) instead of re-reading the prefix.
+``logits, None = model(tokens)`` for training; ``step = model.stepper()`` (a ``GPTStep``)
+decodes one token per call from a key/value cache (``GPTState``) instead of re-reading the
+prefix, and ``step.prefill(prompt)`` reads a prompt into the cache in one pass.
 
 Shapes: B batch, T time (T <= block_size), C n_embd, nh n_head, hd head size (C // nh),
 t positions held in the cache, V vocabulary.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -146,8 +146,9 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Causal transformer language model.
 
-    ``logits, state = model(tokens, state)`` as CharLM, but a transformer carries nothing
-    between training windows: ``state`` must be None and None is returned.
+    ``logits, state = model(tokens, state)`` as CharLM (the ``LanguageModel`` protocol of
+    models/protocols.py), but a transformer carries nothing between training windows:
+    ``state`` must be None and None is returned.
 
     Args:
         config: a GPTConfig with vocab_size set.
@@ -207,40 +208,14 @@ class GPT(nn.Module):
             kvs.append(kv)
         return self.ln_f(x), kvs
 
-    def stepper(self, precision: str = "fp32") -> Callable[[Tensor, GPTState | None],
-                                                          tuple[Tensor, GPTState]]:
-        """``logits, state = step(tokens, state)``, tokens (B,) int64 -> logits (B, V) float32,
-        the last position of ``forward`` over the window the cache covers, reading one token
-        per call from a key/value cache (``state=None`` starts the sequences).
-
-        A full cache (block_size positions) is rebuilt from the last block_size // 2 tokens of
-        its window before the new token is added, so positions stay within the learned ones.
-        The stepper copies the weights when it is made and runs without dropout.
+    def stepper(self, precision: str = "fp32") -> GPTStep:
+        """A ``GPTStep``: ``logits, state = step(tokens, state)`` one token per call from a
+        key/value cache, and ``step.prefill(tokens)`` to read a whole prompt at once.
 
         Args:
             precision: "fp32", or "bf16" (bfloat16 autocast; logits still float32).
         """
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
-                             f"{precision!r}: the transformer supports fp32 and bf16")
-        # a private eval-mode copy: decoding must not depend on the caller's train/eval mode
-        model = copy.deepcopy(self).eval().requires_grad_(False)
-        model.zero_grad(set_to_none=True)  # the copy needs no gradients the model had
-        bf16 = precision == "bf16"
-
-        @torch.no_grad()
-        def step(tokens: Tensor, state: GPTState | None) -> tuple[Tensor, GPTState]:
-            with torch.autocast(tokens.device.type, torch.bfloat16, enabled=bf16):
-                logits, state = model._step(tokens, state)
-            return logits.float(), state
-
-        @torch.no_grad()
-        def prefill(tokens: Tensor) -> tuple[Tensor, GPTState]:
-            with torch.autocast(tokens.device.type, torch.bfloat16, enabled=bf16):
-                logits, state = model._prefill(tokens[:, model._window(tokens.shape[1]):])
-            return logits.float(), state
-        step.prefill = prefill  # decoding.read_prompt reads a prompt with it, in one pass
-        return step
+        return GPTStep(self, precision)
 
     def _window(self, length: int) -> int:
         """Where the window that stepping through ``length`` tokens ends on starts: a full
@@ -280,3 +255,47 @@ class GPT(nn.Module):
     def init_state(self, batch_size: int) -> None:
         """None: a transformer starts from an empty cache, which ``step`` builds itself."""
         return None
+
+
+class GPTStep:
+    """Decoding steps for a GPT (the ``PrefillStep`` protocol of models/protocols.py).
+
+    ``logits, state = step(tokens, state)``: tokens (B,) int64 -> logits (B, V) float32, the
+    last position of ``forward`` over the window the cache covers, reading one token per call
+    from a key/value cache (``state=None`` starts the sequences). A full cache (block_size
+    positions) is rebuilt from the last block_size // 2 tokens of its window before the new
+    token is added, so positions stay within the learned ones.
+
+    ``logits, state = step.prefill(tokens)``: tokens (B, T) read in one pass, reaching the same
+    logits and cache as calling ``step`` on each column in turn (decoding.read_prompt).
+
+    Args:
+        model: the GPT; its weights are copied when the step is made, and the copy runs in
+            eval mode (no dropout), whatever the model's mode.
+        precision: "fp32", or "bf16" (bfloat16 autocast; logits still float32).
+    """
+
+    def __init__(self, model: GPT, precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                             f"{precision!r}: the transformer supports fp32 and bf16")
+        # a private eval-mode copy: decoding must not depend on the caller's train/eval mode
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.model.zero_grad(set_to_none=True)  # the copy needs no gradients the model had
+        self.bf16 = precision == "bf16"
+
+    @torch.no_grad()
+    def __call__(self, tokens: Tensor, state: GPTState | None) -> tuple[Tensor, GPTState]:
+        with self._autocast(tokens):
+            logits, state = self.model._step(tokens, state)
+        return logits.float(), state
+
+    @torch.no_grad()
+    def prefill(self, tokens: Tensor) -> tuple[Tensor, GPTState]:
+        with self._autocast(tokens):
+            # stepping through T tokens ends on a window of the last ones, not on all T
+            logits, state = self.model._prefill(tokens[:, self.model._window(tokens.shape[1]):])
+        return logits.float(), state
+
+    def _autocast(self, tokens: Tensor) -> torch.autocast:
+        return torch.autocast(tokens.device.type, torch.bfloat16, enabled=self.bf16)

@@ -23,9 +23,9 @@ from torch import Tensor, nn
 from ..layers.attention import Attention
 from ..layers.cells import State
 from ..layers.mlp import MLPHead
-from ..layers.recurrent import Recurrent
+from ..layers.recurrent import Recurrent, step_mask
 from ..layers.recurrent_step import RecurrentStep
-from .encoder import PAD, EncoderConfig, SequenceEncoder, step_mask
+from .encoder import PAD, EncoderConfig, SequenceEncoder
 
 
 @dataclass
@@ -47,7 +47,8 @@ class DecoderState(NamedTuple):
 
 
 class Seq2Seq(nn.Module):
-    """``logits = model(src, src_lengths, tgt_in)``; step by step: ``encode`` then ``decode``.
+    """``logits = model(src, src_lengths, tgt_in)``; step by step: ``encode`` then ``decode``,
+    ``step`` or ``stepper()`` (the ``ConditionalDecoder`` protocol of models/protocols.py).
 
     Shape: src (B, S) padded with 0, src_lengths (B,), tgt_in (B, T) = <bos> + target;
     logits (B, T, V_tgt).
@@ -96,7 +97,7 @@ class Seq2Seq(nn.Module):
         return self.decode(tgt_in, self.encode(src, src_lengths))[0]
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """The decoders' protocol (decoding.py): tokens (N,) -> log-probs (N, V_tgt)."""
+        """One step through the sequence kernel: tokens (N,) -> log-probs (N, V_tgt)."""
         logits, state = self.decode(tokens[:, None], state)
         return logits[:, -1].float().log_softmax(-1), state
 
@@ -114,7 +115,7 @@ class Seq2Seq(nn.Module):
         return step
 
     @staticmethod
-    def reorder(state: DecoderState, index: Tensor) -> DecoderState:
+    def reorder_state(state: DecoderState, index: Tensor) -> DecoderState:
         """Rows ``index`` of the state (beam search keeps, drops and repeats hypotheses)."""
         rnn = tuple(s.index_select(1, index) for s in state.rnn)
         source = state.source.index_select(0, index)

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..data.vocab import BOS, EOS, CharVocab, codepoints
 from ..decoding import prompt_ids
 from ..errors import RnnkitError
-from ..layers.cells import LSTMCell
 from ..layers.recurrent import Recurrent
 
 QUOTES = '"'
@@ -111,7 +110,7 @@ def check_text(vocab: CharVocab, text: str, what: str = "the text",
 def require_recurrent_chars(model, vocab, checkpoint) -> None:
     """The playground and the unit views read a recurrent model's states, character by
     character: a transformer or a model over other tokens has neither."""
-    if not getattr(model, "carries_state", True) or vocab.kind != "char":
+    if not model.carries_state or vocab.kind != "char":
         what = "a transformer" if vocab.kind == "char" else f"a {vocab.kind}-token model"
         raise RnnkitError(f"{checkpoint} holds {what}; the playground and the unit views "
                           "need a recurrent character model (--model rnn --tokenizer char); "
@@ -119,7 +118,8 @@ def require_recurrent_chars(model, vocab, checkpoint) -> None:
 
 
 def state_names(model) -> tuple[str, ...]:
-    return ("h", "c") if model.config.cell == "lstm" else ("h",)
+    """The names of each layer's state tensors, the cell's own: ("h", "c") for an LSTM."""
+    return model.rnn.cells[0].state_names
 
 
 @torch.inference_mode()
@@ -172,12 +172,11 @@ def line_rows(model, vocab: CharVocab, line: str, ended: bool) -> tuple[Tensor, 
 
 def layer_states(model, tokens: Tensor) -> Tensor:
     """(T, L, S, H) activations of every layer after each of the (1, T) tokens: h, and an
-    LSTM's tanh(c), from a zero state.
+    LSTM's tanh(c) (any state tensor after h, squashed by tanh), from a zero state.
 
     The stacked kernel returns only the last layer's outputs, so each layer runs alone (on the
     fused kernel, through a one-layer Recurrent sharing the model's cell), reading the layer
-    below; an LSTM's cell states are then rebuilt from its gates, which depend only on x and
-    the previous h, both known: one cheap elementwise scan instead of T model steps.
+    below; the rest of each cell's state is then rebuilt by ``later_states``.
     """
     if not model.config.feedback:
         tokens = model._without_feedback(tokens, first=True)
@@ -187,27 +186,33 @@ def layer_states(model, tokens: Tensor) -> Tensor:
         layer = Recurrent(type(cell), cell.input_size, cell.hidden_size, 1, bias=cell.bias)
         layer.cells[0] = cell
         h, _ = layer(x)  # (1, T, H); eval mode: no dropout between layers
-        parts = [h[0]]
-        if isinstance(cell, LSTMCell):
-            parts.append(torch.tanh(lstm_cell_states(cell, x[0], h[0])))
+        parts = [h[0], *(torch.tanh(s) for s in later_states(cell, x[0], h[0]))]
         layers.append(torch.stack(parts, dim=1))  # (T, S, H)
         x = h
     return torch.stack(layers, dim=1).float()
 
 
-def lstm_cell_states(cell: LSTMCell, x: Tensor, h: Tensor) -> Tensor:
-    """(T, H) cell states c of an LSTM layer that read (T, D) ``x`` from zeros and output
-    (T, H) ``h``: c_t = f_t * c_{t-1} + i_t * g_t, gates in torch's order i, f, g, o."""
+def later_states(cell, x: Tensor, h: Tensor) -> list[Tensor]:
+    """(T, H) each, the state tensors after h (an LSTM's c) of a layer that read (T, D) ``x``
+    from zeros and output (T, H) ``h``; none for a cell whose state is h alone.
+
+    A cell's gates depend only on x and the previous h, both known, so they are computed for
+    every step at once, and only the cell's own ``update`` runs step by step: cheap elementwise
+    steps instead of T model steps. A cell without ``gates`` and ``update`` is called instead.
+    """
+    if cell.state_count == 1:
+        return []
     h_prev = torch.cat([h.new_zeros(1, h.shape[1]), h[:-1]])
-    gates = (nn.functional.linear(x, cell.weight_ih, cell.bias_ih)
-             + nn.functional.linear(h_prev, cell.weight_hh, cell.bias_hh))
-    i, f, g, _ = gates.chunk(4, dim=-1)
-    i, f, g = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g)
-    c, out = h.new_zeros(h.shape[1]), []
+    split = hasattr(cell, "gates") and hasattr(cell, "update")
+    if split:
+        gi, gh = cell.gates(x, h_prev)
+    state, out = cell.init_state(1, h), []
     for t in range(len(x)):
-        c = f[t] * c + i[t] * g[t]
-        out.append(c)
-    return torch.stack(out)
+        old = (h_prev[t:t + 1], *state[1:])
+        _, state = (cell.update(gi[t:t + 1], gh[t:t + 1], old) if split
+                    else cell(x[t:t + 1], old))
+        out.append(state[1:])
+    return [torch.cat(s) for s in zip(*out)]
 
 
 def layer_values(state) -> np.ndarray:

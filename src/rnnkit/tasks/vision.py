@@ -20,15 +20,25 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import metrics
-from .data import vision
-from .data.batching import IGNORE
-from .data.pairs import BOS, EOS, PairBatches, TokenVocab, pad, split_indices
-from .decoding import beam_search, greedy_decode
-from .errors import RnnkitError
-from .training.scheduled_sampling import IMPLEMENTATIONS
+from .. import metrics
+from ..data import vision
+from ..data.batching import IGNORE, to_device
+from ..data.pairs import BOS, EOS, PairBatches, TokenVocab, pad, split_indices
+from ..decoding import beam_search, greedy_decode
+from ..errors import RnnkitError
+from ..fileio import atomic_write, atomic_write_bytes
+from ..images import save_gif, save_strip
+from ..models import (
+    ActivityConfig,
+    ActivityRecognizer,
+    Captioner,
+    CaptionerConfig,
+    FramePredictor,
+    FramePredictorConfig,
+)
+from ..scheduled_sampling import IMPLEMENTATIONS
+from .base import EvalRequest, PredictRequest, sample_path, slices
 
-VISION_TASKS = ("activity", "caption", "frames")
 NPZ_KEYS = {"activity": ("clips", "labels"), "caption": ("images", "captions"),
             "frames": ("sequences",)}
 SEED_STRIDE = 1_000_003  # distinct generator seeds per (run seed, step)
@@ -180,10 +190,6 @@ class VisionData:
 
 # -- forward, loss, predictions, metrics -------------------------------------------------------
 
-def to_device(batch: dict, device) -> dict:
-    return {k: v.to(device) for k, v in batch.items()}
-
-
 def loss_of(model, task: str, batch: dict, eps: float = 1.0, ss=None) -> Tensor:
     """The training loss: cross entropy (activity, caption words) or per-pixel binary cross
     entropy (frames). eps < 1 feeds the decoder or forecaster some of its own outputs."""
@@ -202,8 +208,8 @@ def loss_of(model, task: str, batch: dict, eps: float = 1.0, ss=None) -> Tensor:
 
 
 def chunks(examples: Examples, size: int):
-    for i in range(0, len(examples), size):
-        yield examples.take(slice(i, i + size))
+    for part in slices(len(examples), size):
+        yield examples.take(part)
 
 
 @torch.no_grad()
@@ -230,8 +236,8 @@ def write_captions(model, images: Tensor, beam: int, max_length: int) -> list[st
     bos, eos, rows = vocab.id_of(BOS), vocab.id_of(EOS), images.shape[0]
     state = model.encode(images)
     if beam > 1:
-        found = beam_search(model.step, model.reorder, state, rows, bos, eos, beam, max_length,
-                            device=images.device)
+        found = beam_search(model.step, model.reorder_state, state, rows, bos, eos, beam,
+                            max_length, device=images.device)
         ids = [hyps[0][0] for hyps in found]
     else:
         ids = greedy_decode(model.step, state, rows, bos, eos, max_length, device=images.device)
@@ -268,3 +274,153 @@ def task_metrics(task: str, examples: Examples, preds) -> dict:
     per_frame = ((preds - truth) ** 2).mean(dim=(0, 2, 3, 4))
     return {"mse": float(per_frame.mean()), "ssim": float(metrics.ssim(preds, truth)),
             "mse_per_frame": [round(float(x), 6) for x in per_frame]}
+
+
+# -- the three tasks --------------------------------------------------------------------------
+
+SAMPLE_ROWS = 8  # val examples whose outputs are written at each evaluation
+
+
+class VisionTask:
+    """One vision task; ``generate``, ``VisionData``, ``loss_of``, ``predict`` and
+    ``evaluate`` above do the work for its name."""
+
+    meta_keys = ("classes",)
+    units = "examples"
+    data_parallel = False
+    tokenized = False
+
+    def __init__(self, name: str, model_classes: tuple[type, type], help: str,
+                 compilable: bool = True, predicts_files: bool = False):
+        self.name, self.help, self.kind = name, help, f"rnnkit.{name}"
+        self.models = {"rnn": model_classes}
+        self.compilable, self.predicts_files = compilable, predicts_files
+
+    def check(self, cfg) -> None:
+        pass
+
+    def prepare(self, model_cfg, cfg, out: Path, meta: dict | None, ranks) -> VisionRun:
+        data = VisionData(self.name, model_cfg, cfg.data, cfg.batch_size, cfg.seed,
+                          cfg.eval_examples, cfg.val_frac, cfg.test_frac)
+        if meta and meta.get("classes", []) != data.classes:
+            raise RnnkitError(f"{cfg.data} now has other classes than the checkpoint's; resume "
+                              "with the original file or start a new run")
+        fill_sizes(self.name, model_cfg, data)
+        return VisionRun(self.name, cfg, data)
+
+    def vocab(self, meta: dict, model) -> list[str]:
+        return meta["classes"]
+
+    def evaluate(self, model, classes, meta: dict, cfg, request: EvalRequest) -> dict:
+        """The metrics on a fresh generated test set (or val), on the run's own .npz (its
+        test split by default) or on all of another .npz file."""
+        rows = request.batch_size or cfg.batch_size
+        if request.data is not None:
+            examples = load_npz(request.data, self.name, model.config)
+            split = request.split or "all"
+            if split != "all":
+                examples = examples.subset(split_indices(len(examples), cfg.val_frac,
+                                                         cfg.test_frac, cfg.seed)[split])
+        else:
+            split = request.split or "test"
+            sets = VisionData(self.name, model.config, cfg.data, rows, cfg.seed,
+                              cfg.eval_examples, cfg.val_frac, cfg.test_frac)
+            examples = sets.val if split == "val" else sets.test
+        if not len(examples):
+            raise RnnkitError(f"the {split} split is empty; use --split all or another --data")
+        report = evaluate(model, self.name, examples, rows, request.beam)
+        return {"task": self.name, "split": split, **report}
+
+    def predict(self, model, classes, meta: dict, cfg, request: PredictRequest):
+        """Class names or captions, one line each; forecast frames as a ``FrameForecasts``."""
+        if request.input is not None:
+            examples = load_npz(request.input, self.name, model.config)
+            examples.classes = classes  # the model's own class ids
+        else:
+            if request.count < 1:
+                raise RnnkitError(f"--count must be >= 1, got {request.count}")
+            seed = cfg.seed + 7  # a set apart from the run's val and test
+            examples = generate(self.name, model.config, request.count, seed, "test")
+        preds = predict(model, self.name, examples, request.batch_size,
+                        request.settings.beam)
+        return FrameForecasts(examples, preds) if self.predicts_files else preds
+
+
+def fill_sizes(task: str, model_cfg, data: VisionData) -> None:
+    if task == "activity":
+        model_cfg.num_classes = len(data.classes)
+    elif task == "caption":
+        model_cfg.vocab_size = len(caption_vocab())
+
+
+class FrameForecasts:
+    """Forecast frames, written into a folder as strip_NNN.png (input | truth | prediction),
+    sequence_NNN.gif and predictions.npz."""
+
+    def __init__(self, examples: Examples, preds: Tensor):
+        self.examples, self.preds = examples, preds
+
+    def __len__(self) -> int:
+        return len(self.preds)
+
+    def write(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        inputs, truth = self.examples.tensors["inputs"], self.examples.tensors["targets"]
+        for i, pred in enumerate(self.preds):
+            save_strip([("input", inputs[i]), ("truth", truth[i]), ("prediction", pred)],
+                       out / f"strip_{i:03d}.png")
+            save_gif([truth[i], pred], out / f"sequence_{i:03d}.gif")
+        frames = (self.preds.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        atomic_write(out / "predictions.npz", lambda f: np.savez_compressed(f, frames=frames))
+
+
+class VisionRun:
+    """A vision task's data for one run: train batches by step, the val set."""
+
+    carries_state = False
+
+    def __init__(self, task: str, cfg, data: VisionData):
+        self.task, self.cfg, self.data = task, cfg, data
+
+    def meta(self) -> dict:
+        return {"classes": self.data.classes}
+
+    def batch(self, step: int):
+        return self.data.train_batch(step), True
+
+    def count(self, batch: dict) -> int:
+        return next(iter(batch.values())).shape[0]
+
+    def forward(self, model, batch: dict, state, eps: float):
+        # the loss is the forward's output: the frames and caption losses need the batch
+        return loss_of(model, self.task, batch, eps, self.cfg), None
+
+    def loss(self, loss: Tensor, batch: dict) -> Tensor:
+        return loss
+
+    def evaluate(self, model, ranks) -> dict:
+        report = evaluate(model, self.task, self.data.val, self.cfg.batch_size)
+        return {f"val_{k}": v for k, v in report.items() if isinstance(v, float)}
+
+    def write_sample(self, model, folder: Path, step: int) -> None:
+        """The model's outputs on the first val examples: a PNG strip (frames) or text."""
+        rows = self.data.val.subset(range(min(SAMPLE_ROWS, len(self.data.val))))
+        preds = predict(model, self.task, rows)
+        model.train()
+        if self.task == "frames":
+            t = rows.tensors
+            save_strip([("input", t["inputs"][0]), ("truth", t["targets"][0]),
+                        ("prediction", preds[0])], sample_path(folder, step, ".png"))
+            return
+        truths = rows.captions or [rows.classes[i] for i in rows.tensors["label"].tolist()]
+        lines = [f"{p}\t(truth: {t})" for p, t in zip(preds, truths)]
+        atomic_write_bytes(sample_path(folder, step), "\n".join(lines).encode() + b"\n")
+
+
+ACTIVITY = VisionTask("activity", (ActivityRecognizer, ActivityConfig),
+                      "clips of moving digits (or a .npz) -> an activity class")
+# caption's training forward is the encoder and decoder, not one module call
+CAPTION = VisionTask("caption", (Captioner, CaptionerConfig),
+                     "an image of digits (or a .npz) -> a caption", compilable=False)
+FRAMES = VisionTask("frames", (FramePredictor, FramePredictorConfig),
+                    "the next frames of moving digits (or a .npz), ConvLSTM", predicts_files=True)
