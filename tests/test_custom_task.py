@@ -207,8 +207,11 @@ def test_a_task_defined_outside_the_package_trains_evaluates_predicts_resumes_an
 
 def test_an_unregistered_task_is_refused_in_one_line(tmp_path, capsys):
     data = words_file(tmp_path / "words.tsv", 20, seed=0)
-    assert train(data, tmp_path / "run", 2) == 2
-    assert "last-letter" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # argparse: --task takes the registered names
+        train(data, tmp_path / "run", 2)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "last-letter" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
 
