@@ -31,6 +31,9 @@ def world(tmp_path_factory):
              "inputs.txt": b"12\n7\n"}
     for name, data in files.items():
         (root / name).write_bytes(data)
+    (root / "loop_a").symlink_to("loop_b")  # each link points at the other
+    (root / "loop_b").symlink_to("loop_a")
+    (root / "a_dir").mkdir()
     assert main(["train", "--task", "seq2seq", "--data", str(root / "pairs.tsv"), "--out",
                  str(root / "pairs_run"), *TINY]) == 0
     full = (root / "run" / "best.pt").read_bytes()
@@ -75,6 +78,25 @@ CASES = {
     "one-character corpus": (train("one.txt"), "too few for one batch"),
     "corpus shorter than a batch": (train("short.txt"), "too few for one batch"),
     "missing data file": (train("nope.txt"), "not found"),
+    "data that is a directory": (train("a_dir"), "a_dir' is a directory; give --data a file"),
+    "data that is a symlink loop": (train("loop_a"), "is a symlink loop"),
+    "pair data that is a directory": (train("a_dir", "--task", "seq2seq"), "is a directory"),
+    "non-finite model setting": (train("one.txt", "--forget-bias", "inf"),
+                                 "forget_bias must be a finite number, got inf"),
+    "NaN model setting": (train("one.txt", "--forget-bias", "nan"), "finite number, got nan"),
+    "infinite train setting": (train("one.txt", "--grad-clip", "inf"), "finite number"),
+    "absurd thread count": (train("one.txt", "--threads", "100000"), "--threads must be between"),
+    "negative weight decay": (train("one.txt", "--weight-decay", "-1"),
+                              "weight_decay must be >= 0, got -1.0"),
+    "seed past 64 bits": (train("one.txt", "--seed", str(2**70)), "seed must be between 0 and"),
+    "negative sample length": (train("one.txt", "--sample-length", "-1"),
+                               "sample_length must be >= 1"),
+    "negative final learning rate": (train("one.txt", "--min-lr-frac", "-1"),
+                                     "min_lr_frac must be in [0, 1]"),
+    "negative decay factor": (train("one.txt", "--lr-decay-factor", "-1"),
+                              "lr_decay_factor in (0, 1]"),
+    "out that is a file": (lambda w: ["train", "--data", str(FIXTURE), "--out",
+                                      str(w / "a_file"), *TINY], "is a file, not a folder"),
     "seq-length 0": (train("one.txt", "--seq-length", "0"), "seq_length must be >= 1"),
     "batch-size 0": (train("one.txt", "--batch-size", "0"), "batch_size must be >= 1"),
     "negative learning rate": (train("one.txt", "--learning-rate", "-1"), "learning_rate"),

@@ -82,3 +82,43 @@ def test_scheduled_sampling_skips_a_diverged_step_instead_of_crashing(impl):
         _, _, ok = train_step(TokenObjective(cfg), model, torch.optim.AdamW(model.parameters()),
                               {"x": x, "y": x}, None, cfg.grad_clip, eps=eps)
         assert not ok
+
+
+def inject_divergence(monkeypatch, bad_calls):
+    """Make the training loss finite but absurd (a million times larger) at those calls."""
+    real = lm_task.sequence_nll
+    calls = {"n": 0}
+
+    def nll(logits, targets, reduction="mean"):
+        loss = real(logits, targets, reduction)
+        if logits.requires_grad:
+            calls["n"] += 1
+            if calls["n"] - 1 in bad_calls:
+                return loss * 1e6
+        return loss
+
+    monkeypatch.setattr(lm_task, "sequence_nll", nll)
+
+
+def test_a_diverging_finite_loss_is_a_bad_step_and_rolls_back(tmp_path, hamlet, monkeypatch):
+    inject_divergence(monkeypatch, {12, 13, 14})
+    final, records, messages = run(tmp_path, hamlet, max_bad_steps=3)
+    assert any("rolled back to step 10" in m and "diverging" in m for m in messages)
+    assert final["skipped_steps"] == 3 and final["step"] == 30
+    assert all(r["train_loss"] < 100 for r in records)  # the absurd losses never counted
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    first = records[0]["train_loss"]  # about chance: ln(vocab)
+    assert 5 * first < payload["trainer"]["loss_ceiling"] < 15 * first
+
+
+def test_an_absurd_learning_rate_ends_in_one_error_line_and_a_resumable_folder(tmp_path,
+                                                                              hamlet, capsys):
+    from rnnkit.cli import main
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(hamlet), "--out", str(out), "--preset", "tiny",
+                 "--seq-length", "16", "--max-steps", "300", "--learning-rate", "1e4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("rnnkit: error: training keeps diverging"), err[-1]
+    assert "lower --learning-rate" in err[-1]
+    assert load_checkpoint(out / "last.pt")["meta"]["step"] == 0  # --resume can continue

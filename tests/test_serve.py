@@ -1,6 +1,7 @@
 """rnnkit serve and rnnkit visualize: the HTTP contract, its limits, the hidden-unit analysis
 and the static page."""
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -17,11 +18,13 @@ import torch
 
 from rnnkit.api import load, sample_model
 from rnnkit.cli import main
+from rnnkit.cli.serve import allowed_hosts, exposure_warning
 from rnnkit.data.vocab import BOS, EOS, CharVocab
 from rnnkit.decoding import SamplingConfig
+from rnnkit.errors import RnnkitError
 from rnnkit.models.char_lm import CharLM, CharLMConfig
 from rnnkit.serve import units
-from rnnkit.serve.app import Limits, create_app
+from rnnkit.serve.app import Limits, create_app, host_name
 from rnnkit.serve.generation import END, Batcher, Job
 from rnnkit.serve.units import Activations, collect, layer_values, rank_units
 
@@ -30,6 +33,7 @@ from .test_cli import error_of
 with warnings.catch_warnings():  # starlette prefers the httpx2 fork; httpx works the same
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hamlet_excerpt.txt"
 TINY = ["--preset", "tiny", "--max-steps", "20", "--eval-every", "20", "--seq-length", "16"]
@@ -54,9 +58,14 @@ def loaded(run_dir):
     return load(run_dir)
 
 
+def local(app) -> TestClient:
+    """A test client that addresses the app as localhost (other names get 403)."""
+    return TestClient(app, base_url="http://localhost:8000")
+
+
 @pytest.fixture(scope="module")
 def client(loaded):
-    return TestClient(create_app(*loaded))
+    return local(create_app(*loaded))
 
 
 class SlowLM(CharLM):
@@ -155,6 +164,119 @@ def test_no_route_reads_a_path_from_the_request(client):
     assert r.status_code == 422 and "unknown field 'file'" in r.json()["error"]
 
 
+# ------------------------------------------------------- Host check (DNS rebinding), origins
+
+def ask(client, host: str) -> list[int]:
+    """The statuses of the page, /api/info and a short generation, asked for as ``host``."""
+    headers = {"host": host}
+    return [client.get("/", headers=headers).status_code,
+            client.get("/api/info", headers=headers).status_code,
+            client.post("/api/generate", json={"length": 3}, headers=headers).status_code]
+
+
+def test_requests_addressed_to_another_host_are_refused_on_every_route(client):
+    assert ask(client, "evil.example") == [403, 403, 403]
+    r = client.post("/api/generate", json={"length": 3}, headers={"host": "evil.example:8000"})
+    assert r.headers["content-type"] == "application/json"
+    error = r.json()["error"]
+    assert "Host 'evil.example:8000' is not allowed" in error and "--allow-host NAME" in error
+    for route in client.app.routes:  # whatever routes there are
+        for method in route.methods:
+            r = client.request(method, route.path, headers={"host": "evil.example"})
+            assert r.status_code == 403, (method, route.path)
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with client.websocket_connect("/", headers={"host": "evil.example"}):
+            pass
+    assert refused.value.code == 1008
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8000", "LocalHost:8000",
+                                  "127.0.0.1:8000", "127.0.0.1:54321", "127.8.9.10", "[::1]:8000",
+                                  "[::1]", "localhost.:8000"])
+def test_requests_addressed_to_localhost_or_loopback_are_served(client, host):
+    assert ask(client, host) == [200, 200, 200]
+
+
+def test_allow_host_admits_its_names_and_no_others(loaded):
+    client = local(create_app(*loaded, allow_hosts=["mybox.lan", "192.168.1.5", "[fe80::1]"]))
+    for host in ("mybox.lan", "MyBox.LAN:8000", "192.168.1.5:8000", "[fe80::1]:80", "localhost"):
+        assert ask(client, host) == [200, 200, 200], host
+    for host in ("other.lan", "mybox.lan.evil.example", "evil.example", "192.168.1.6:8000",
+                 "mybox.lan@evil.example", "", "mybox.lan:8000:1"):
+        assert ask(client, host) == [403, 403, 403], host
+    anyone = local(create_app(*loaded, allow_hosts=["*"]))
+    assert ask(anyone, "evil.example") == ask(anyone, "x:1") == [200, 200, 200]
+    with pytest.raises(RnnkitError, match="--allow-host 'a b' is not a host name"):
+        create_app(*loaded, allow_hosts=["a b"])
+
+
+@pytest.mark.parametrize("value, name", [
+    ("[::1]:8000", "::1"), ("[0:0::1]", "::1"), ("::1", "::1"), ("MyBox.LAN.:80", "mybox.lan"),
+    ("127.0.0.1:", "127.0.0.1"), ("evil.example:80:80", None), ("a b", None), ("", None),
+    ("[evil.example]", None), ("user@evil.example", None), ("evil.example/x", None),
+])
+def test_host_name_strips_port_brackets_and_case(value, name):
+    assert host_name(value) == name
+
+
+def get_without_a_test_client(app, headers: list) -> int:
+    """GET /api/info through the ASGI interface with exactly these headers (a test client
+    always adds a Host); returns the status."""
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.0", "method": "GET",
+             "scheme": "http", "path": "/api/info", "raw_path": b"/api/info",
+             "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"]
+
+
+def test_a_request_without_one_host_header_is_refused(loaded):
+    app = create_app(*loaded)
+    assert get_without_a_test_client(app, [(b"host", b"localhost:8000")]) == 200
+    assert get_without_a_test_client(app, []) == 403
+    assert get_without_a_test_client(app, [(b"host", b"localhost"), (b"host", b"evil.example")
+                                           ]) == 403
+
+
+def test_pages_from_other_origins_cannot_use_the_api(client):
+    """What a page elsewhere can send without asking first (a form, a text/plain fetch) is
+    refused, and no answer carries CORS headers, so the browser lets the page ask for nothing
+    else and read no answer."""
+    evil = {"origin": "http://evil.example"}
+    for content_type, body in (("text/plain", b'{"length": 5}'),
+                               ("application/x-www-form-urlencoded", b"length=5"),
+                               ("multipart/form-data; boundary=x", b"--x--\r\n")):
+        r = client.post("/api/generate", content=body,
+                        headers={**evil, "content-type": content_type})
+        assert r.status_code == 422 and "must be a JSON object" in r.json()["error"], r.text
+    preflight = client.options("/api/generate", headers={
+        **evil, "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type"})
+    assert preflight.status_code == 405
+    for r in (preflight, client.get("/api/info", headers=evil)):
+        assert not [h for h in r.headers if h.startswith("access-control-")]
+
+
+def test_serve_answers_to_its_own_address_and_says_what_all_interfaces_need():
+    assert allowed_hosts("127.0.0.1", []) == ["127.0.0.1"]
+    assert allowed_hosts("192.168.1.5", ["mybox.lan"]) == ["192.168.1.5", "mybox.lan"]
+    assert allowed_hosts("fe80::1%eth0", []) == ["fe80::1"]
+    assert allowed_hosts("0.0.0.0", ["mybox.lan"]) == allowed_hosts("::", ["mybox.lan"]) == [
+        "mybox.lan"]
+    assert exposure_warning("127.0.0.1", ["mybox.lan"]) is None
+    assert "anyone who can reach" in exposure_warning("192.168.1.5", [])
+    assert "add --allow-host NAME" in exposure_warning("0.0.0.0", [])
+    assert "add --allow-host" not in exposure_warning("0.0.0.0", ["mybox.lan"])
+    assert "DNS rebinding" in exposure_warning("127.0.0.1", ["*"])
+
+
 def test_generate_streams_records_that_match_rnnkit_sample(client, loaded):
     model, vocab, _ = loaded
     records = generate(client, prompt="Ber", length=60, temperature=0.8, top_k=20, seed=7)
@@ -176,7 +298,7 @@ def test_lines_mode_generation_ends_at_the_end_of_the_line():
     vocab = CharVocab(list("abc de"), (BOS, EOS))
     torch.manual_seed(0)
     model = CharLM(CharLMConfig(vocab_size=len(vocab), hidden_size=16, num_layers=1)).eval()
-    client = TestClient(create_app(model, vocab, {"step": 0}))
+    client = local(create_app(model, vocab, {"step": 0}))
     assert client.get("/api/info").json()["model"]["mode"] == "lines"
     records = generate(client, prompt="ab", length=500, seed=1)
     text = "".join(r["text"] for r in records[:-1])
@@ -236,7 +358,7 @@ def test_malformed_bodies_get_json_errors(client):
 
 
 def test_oversized_body_is_refused_before_it_is_read(loaded):
-    client = TestClient(create_app(*loaded, Limits(max_body_bytes=1000)))
+    client = local(create_app(*loaded, Limits(max_body_bytes=1000)))
     r = client.post("/api/generate", json={"prompt": "a" * 2000})
     assert r.status_code == 413 and "at most 1000 bytes" in r.json()["error"]
 
@@ -277,7 +399,7 @@ def test_waiting_requests_are_served_in_turn(loaded):
 
 
 def test_a_generation_past_its_timeout_ends_with_an_error_record(loaded):
-    client = TestClient(create_app(*slowed(*loaded), Limits(timeout_s=0.2)))
+    client = local(create_app(*slowed(*loaded), Limits(timeout_s=0.2)))
     records = generate(client, length=2000)
     assert "timed out after 0.2 s" in records[-1]["error"]
     assert 0 < len(records) - 1 < 2000
@@ -605,10 +727,34 @@ def test_serve_bad_input_is_one_error_line(run_dir, pairs_run, tmp_path, capsys,
     assert 'pip install -e ".[serve]"' in error_of(capsys, ["serve", str(run_dir), "--port", "0"])
 
 
+def test_serve_checks_its_flags_before_loading_the_model(tmp_path, capsys):
+    nothing = str(tmp_path / "nothing")
+    assert "--allow-host 'a b' is not a host name" in error_of(
+        capsys, ["serve", nothing, "--allow-host", "a b"])
+    assert "--threads must be >= 1, got 0" in error_of(capsys, ["serve", nothing, "--threads",
+                                                                "0"])
+    assert "--threads must be between 0" in error_of(capsys, ["serve", nothing, "--threads",
+                                                              "1000000"])
+
+
+def raw_get(port: int, host: str | None) -> tuple[int, str]:
+    """GET /api/info over a plain socket with this Host header (None: none, as HTTP/1.0
+    allows); returns the status and the body."""
+    head = "" if host is None else f"Host: {host}\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET /api/info HTTP/1.0\r\n{head}\r\n".encode())
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    head, _, body = reply.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
 def test_serve_command_serves_on_loopback(run_dir):
     import httpx
     proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "serve", str(run_dir), "--port",
-                             "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "0", "--allow-host", "mybox.lan"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         assert "on http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() else "")
@@ -617,6 +763,13 @@ def test_serve_command_serves_on_loopback(run_dir):
         r = httpx.post(f"{url}/api/generate", json={"prompt": "Ber", "length": 20, "seed": 1},
                        timeout=30)
         assert r.status_code == 200 and json.loads(r.text.splitlines()[-1])["chars"] == 20
+        # a browser that a rebound name led here sends that name: refused, and the flag named
+        port = int(url.rsplit(":", 1)[1])
+        status, body = raw_get(port, "evil.example")
+        assert status == 403 and "--allow-host" in json.loads(body)["error"]
+        assert raw_get(port, None)[0] == 403
+        for host in ("mybox.lan:80", f"localhost:{port}", f"127.0.0.1:{port}"):
+            assert raw_get(port, host)[0] == 200, host
     finally:
         proc.terminate()
         proc.wait(10)

@@ -9,16 +9,27 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from .data.tokenizers import TextStream
 from .data.vocab import EOS
-from .decoding import SamplingConfig, beam_continue, generate, prompt_ids
+from .decoding import (
+    SamplingConfig,
+    beam_continue,
+    check_beam_width,
+    check_length_penalty,
+    generate,
+    generate_steps,
+    prompt_ids,
+)
 from .errors import RnnkitError
 from .layers.recurrent_step import PRECISIONS, int8_available
+from .limits import check_seed
 from .models.char_lm import CharLM, CharLMConfig
 from .tasks import DecodeSettings, EvalRequest, task_of_kind
 from .tasks.lm import LanguageModelTask
@@ -26,6 +37,20 @@ from .training.checkpoint import load_checkpoint, model_from_checkpoint
 from .training.config import TrainConfig, build_configs, read_toml
 from .training.loop import train as train  # noqa: PLC0414  re-exported
 from .training.precision import resolve_device
+
+# Samples are drawn as one batch (memory: this many model states and rows of logits at once)
+MAX_SAMPLES = 10_000
+# Texts returned rather than streamed are held in memory until the end: about 30 bytes a
+# character at the peak (tokens, then ids, then text), 3 GB at this many. A streamed sample
+# has no limit.
+MAX_KEPT_CHARS = 10**8
+# decoding.beam_search copies its K hypotheses at each step, K x length**2 / 2 tokens in all:
+# about 10 s for K = 8 at this length on a CPU
+MAX_BEAM_LENGTH = 10_000
+# A streamed sample reaches on_text at least this often (a reader sees it appear), and in
+# pieces of at most this many tokens (so nothing grows with the length of the sample)
+FLUSH_SECONDS = 0.1
+FLUSH_TOKENS = 4096
 
 
 def configs(preset: str | None = None, config_file: str | None = None, model: dict | None = None,
@@ -55,33 +80,37 @@ def require_lm(meta: dict, checkpoint) -> None:
 def sample(checkpoint: str | Path, prime_text: str = "", length: int = 500, num_samples: int = 1,
            seed: int = 1337, device: str = "cpu", on_text: Callable[[str], None] | None = None,
            precision: str = "fp32", beam: int = 1, length_penalty: float = 0.0,
-           **sampling) -> list[str]:
+           keep_text: bool = True, **sampling) -> list[str]:
     """Samples continuing ``prime_text`` (included in each), one string per sample.
 
     ``sampling`` takes SamplingConfig's fields (temperature, top_k, top_p, argmax). With one
-    sample, ``on_text`` receives the text piece by piece as it is generated. ``precision``
-    "bf16" or "int8" trades a little likelihood for speed (layers/recurrent_step.py).
-    ``beam`` > 1 searches for the likeliest continuations instead of sampling: the
-    ``num_samples`` best of the beam (decoding.beam_continue).
+    sample, ``on_text`` receives the text piece by piece as it is generated; with
+    ``keep_text=False`` as well, that text is not also returned (the list is empty), so
+    memory stays flat however long the sample. ``precision`` "bf16" or "int8" trades a
+    little likelihood for speed (layers/recurrent_step.py). ``beam`` > 1 searches for the
+    likeliest continuations instead of sampling: the ``num_samples`` best of the beam
+    (decoding.beam_continue). Bad values raise RnnkitError.
     """
     model, vocab, meta = load(checkpoint, device)
     require_lm(meta, checkpoint)
     return sample_model(model, vocab, prime_text, length, num_samples, seed, on_text,
-                        precision, beam, length_penalty, **sampling)
+                        precision, beam, length_penalty, keep_text, **sampling)
 
 
 def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
                  num_samples: int = 1, seed: int = 1337,
                  on_text: Callable[[str], None] | None = None, precision: str = "fp32",
-                 beam: int = 1, length_penalty: float = 0.0, **sampling) -> list[str]:
+                 beam: int = 1, length_penalty: float = 0.0, keep_text: bool = True,
+                 **sampling) -> list[str]:
     """``sample`` for a model already loaded."""
+    check_seed(seed)
     cfg = SamplingConfig(**sampling)
     check_precision(precision, next(model.parameters()).device, model)
     prompt_ids(vocab, prime_text)  # refuse a bad prompt before anything is printed
     check_beam(beam, num_samples, length_penalty, cfg, EOS in vocab.specials)
+    streamed = on_text is not None and num_samples == 1 and beam == 1
+    check_length(length, num_samples, beam, kept=keep_text or not streamed)
     if beam != 1:
-        if length < 1:
-            raise RnnkitError(f"--length must be >= 1, got {length}")
         found = beam_continue(model, vocab, prime_text, length, beam, num_samples,
                               length_penalty, precision)
         texts = [prime_text + vocab.decode(tokens) for tokens in found]
@@ -89,24 +118,71 @@ def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
             on_text(texts[0])
         return texts
     gen = torch.Generator(next(model.parameters()).device).manual_seed(seed)
-    stream = on_text if num_samples == 1 else None
-    if stream:
-        stream(prime_text)
-
-    text = TextStream(vocab)
-
-    def emit(token):
-        if stream and int(token[0]) >= len(vocab.specials):
-            stream(text.feed(int(token[0])))
-
-    rows = generate(model, vocab, prime_text, length, cfg, gen, num_samples, emit, precision)
+    writer = TextWriter(vocab, on_text) if streamed else None
+    if writer:
+        on_text(prime_text)
+    if writer and not keep_text:  # nothing kept: the tokens go to the writer and are gone
+        for tokens in generate_steps(model, vocab, prime_text, length, cfg, gen, 1, precision):
+            writer.add(tokens)
+        rows = []
+    else:
+        rows = generate(model, vocab, prime_text, length, cfg, gen, num_samples,
+                        writer.add if writer else None, precision)
+    if writer:
+        writer.flush()
     return [prime_text + vocab.decode(r) for r in rows]
+
+
+class TextWriter:
+    """Passes the tokens of one sample, step by step, to ``on_text`` as text: in pieces of up
+    to FLUSH_TOKENS tokens, at least every FLUSH_SECONDS (one call per token would spend more
+    time writing than sampling, one per sample would keep the whole text)."""
+
+    def __init__(self, vocab, on_text: Callable[[str], None]):
+        self.on_text, self.specials = on_text, len(vocab.specials)
+        self.text = TextStream(vocab)
+        self.pending: list[Tensor] = []
+        self.last = time.monotonic()
+
+    def add(self, tokens: Tensor) -> None:
+        """One step's (1,) token."""
+        self.pending.append(tokens)
+        if len(self.pending) >= FLUSH_TOKENS or time.monotonic() - self.last >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        ids = torch.cat(self.pending).tolist() if self.pending else []
+        self.pending.clear()
+        self.last = time.monotonic()
+        piece = "".join(self.text.feed(i) for i in ids if i >= self.specials)  # no <eos>
+        if piece:
+            self.on_text(piece)
+
+
+def check_length(length: int, rows: int, beam: int, kept: bool) -> None:
+    """--length is >= 1, and the texts held in memory (``rows`` of them, unless the one text
+    is streamed and not ``kept``) stay within MAX_KEPT_CHARS."""
+    if length < 1:
+        raise RnnkitError(f"--length must be >= 1, got {length}")
+    if beam > 1 and length > MAX_BEAM_LENGTH:
+        raise RnnkitError(f"--length with --beam must be <= {MAX_BEAM_LENGTH}, got {length}: "
+                          "the search copies every hypothesis at each step, so its time grows "
+                          "with the square of the length")
+    if kept and rows * length > MAX_KEPT_CHARS:
+        raise RnnkitError(f"--length {length} x {rows} text(s) is over {MAX_KEPT_CHARS} "
+                          "characters held in memory until printed; stream one sample "
+                          "(--num-samples 1, no --beam) for longer text")
 
 
 def check_beam(beam: int, num_samples: int, length_penalty: float, cfg: SamplingConfig,
                lines_mode: bool) -> None:
     if beam < 1 or num_samples < 1:
         raise RnnkitError(f"--beam and --num-samples must be >= 1, got {beam} and {num_samples}")
+    check_beam_width(beam)
+    if num_samples > MAX_SAMPLES:
+        raise RnnkitError(f"--num-samples must be between 1 and {MAX_SAMPLES} (they are "
+                          f"sampled as one batch), got {num_samples}")
+    check_length_penalty(length_penalty)
     if length_penalty and (beam == 1 or not lines_mode):
         raise RnnkitError("--length-penalty weighs lines of different lengths: it applies to "
                           "--beam in lines mode only (in stream mode every text has --length "

@@ -7,7 +7,8 @@ explicit ``torch.Generator``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,18 @@ from torch import Tensor
 from .data.vocab import BOS, EOS, CharVocab
 from .errors import RnnkitError
 from .models.protocols import LanguageModel, PrefillStep, Step
+
+# Beam search keeps K hypotheses: each step runs K rows of the model and ranks K x V
+# candidates. Widths past a few dozen rarely find likelier text; K = 1000 with a small model
+# takes seconds on a CPU for 200 steps, while far wider beams only spend memory (K states) and
+# time for nothing.
+MAX_BEAM = 1000
+# GNMT's alpha is 0.6-1.0 in practice; |alpha| <= 10 keeps lp(len) ** alpha a finite float
+# for any length a search can reach
+MAX_LENGTH_PENALTY = 10.0
+# generate() gathers the tokens of this many steps into one (B, CHUNK) tensor: a Python list
+# with a small tensor per step would cost about 1.5 kB per token
+CHUNK = 1024
 
 
 @dataclass(frozen=True)  # hashable: rows that share settings are sampled together
@@ -31,9 +44,9 @@ class SamplingConfig:
     """Always take the most likely token (greedy)."""
 
     def __post_init__(self):
-        if not self.temperature > 0:
-            raise RnnkitError(f"--temperature must be > 0, got {self.temperature}; use e.g. 0.8 "
-                              "(or --argmax for greedy decoding)")
+        if not 0 < self.temperature < math.inf:  # also refuses nan
+            raise RnnkitError(f"--temperature must be > 0 and finite, got {self.temperature}; "
+                              "use e.g. 0.8 (or --argmax for greedy decoding)")
         if self.top_k is not None and self.top_k < 1:
             raise RnnkitError(f"--top-k must be >= 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
@@ -132,7 +145,6 @@ def read_prompt(model: LanguageModel, step: Step, tokens: Tensor) -> tuple[Tenso
     return logits, state
 
 
-@torch.no_grad()
 def generate(model: LanguageModel, vocab: CharVocab, prime_text: str, length: int,
              cfg: SamplingConfig, generator: torch.Generator, num_samples: int = 1,
              on_token: Callable[[Tensor], None] | None = None,
@@ -144,11 +156,41 @@ def generate(model: LanguageModel, vocab: CharVocab, prime_text: str, length: in
     The prompt runs through the model's sequence kernel, then each new token takes one step
     of ``model.stepper(precision)`` ("fp32", "bf16" or "int8"; layers/recurrent_step.py).
     """
+    chunks, pending = [], []
+    for tokens in generate_steps(model, vocab, prime_text, length, cfg, generator,
+                                 num_samples, precision):
+        if on_token is not None:
+            on_token(tokens)
+        pending.append(tokens)
+        if len(pending) == CHUNK:
+            chunks.append(torch.stack(pending, dim=1))
+            pending = []
+    tokens = torch.cat(chunks + [torch.stack(pending, dim=1)], dim=1)  # (B, T)
+    stop = vocab.id_of(EOS) if EOS in vocab.specials else None
+    return _cut_at_eos(tokens, stop) if stop is not None else tokens.tolist()
+
+
+@torch.no_grad()
+def generate_steps(model: LanguageModel, vocab: CharVocab, prime_text: str, length: int,
+                   cfg: SamplingConfig, generator: torch.Generator, num_samples: int = 1,
+                   precision: str = "fp32") -> Iterator[Tensor]:
+    """``generate``, one step at a time: yields each step's (B,) tokens and keeps none of
+    them, so a caller that writes them out runs in constant memory however long it samples.
+    In lines mode the tokens of rows that have ended are still yielded (after their <eos>)."""
     was_training = model.training
     model.eval()
     try:
         step, state, logits = _start(model, vocab, prime_text, num_samples, precision)
-        return _sample_loop(step, state, logits, vocab, length, cfg, generator, on_token)
+        stop = vocab.id_of(EOS) if EOS in vocab.specials else None
+        done = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+        for _ in range(length):
+            token = sample_next_token(logits, cfg, generator)
+            yield token
+            if stop is not None:
+                done |= token == stop
+                if bool(done.all()):
+                    return
+            logits, state = step(token, state)
     finally:
         model.train(was_training)
 
@@ -161,26 +203,6 @@ def _start(model: LanguageModel, vocab: CharVocab, prime_text: str, num_samples:
     step = model.stepper(precision)
     logits, state = read_prompt(model, step, start.expand(num_samples, -1))
     return step, state, logits
-
-
-def _sample_loop(step: Step, state, logits: Tensor, vocab: CharVocab, length: int,
-                 cfg: SamplingConfig, generator: torch.Generator,
-                 on_token: Callable[[Tensor], None] | None) -> list[list[int]]:
-    stop = vocab.id_of(EOS) if EOS in vocab.specials else None
-    done = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
-    out = []
-    for _ in range(length):
-        token = sample_next_token(logits, cfg, generator)
-        out.append(token)
-        if on_token is not None:
-            on_token(token)
-        if stop is not None:
-            done |= token == stop
-            if bool(done.all()):
-                break
-        logits, state = step(token, state)
-    tokens = torch.stack(out, dim=1)
-    return _cut_at_eos(tokens, stop) if stop is not None else tokens.tolist()
 
 
 @torch.no_grad()
@@ -252,6 +274,18 @@ def greedy_continue(model: LanguageModel, prompts: Tensor, steps: int) -> Tensor
 StepFn = Callable[[Tensor, Any], tuple[Tensor, Any]]
 ReorderFn = Callable[[Any, Tensor], Any]
 Hypothesis = tuple[list[int], float]
+
+
+def check_beam_width(beam: int, flag: str = "--beam") -> None:
+    if not 1 <= beam <= MAX_BEAM:
+        raise RnnkitError(f"{flag} must be between 1 and {MAX_BEAM} (the number of hypotheses "
+                          f"kept), got {beam}")
+
+
+def check_length_penalty(alpha: float, flag: str = "--length-penalty") -> None:
+    if not -MAX_LENGTH_PENALTY <= alpha <= MAX_LENGTH_PENALTY:  # also refuses nan
+        raise RnnkitError(f"{flag} must be a finite number between -{MAX_LENGTH_PENALTY:g} and "
+                          f"{MAX_LENGTH_PENALTY:g} (GNMT's alpha; 0.6-1.0 is usual), got {alpha}")
 
 
 def _check_at_least(name: str, value: int, low: int) -> None:
@@ -402,11 +436,15 @@ class _Beams:
         self._add(b, self.scores[b, k] / lp, self.history[b, k])
 
     def _add(self, examples: Tensor, scores: Tensor, tokens: Tensor) -> None:
+        arrived: dict[int, list[tuple[float, list[int]]]] = {}
         for b, score, toks in zip(self.ids[examples].tolist(), scores.tolist(), tokens.tolist()):
-            hyps = self.finished[b]
-            hyps.append((score, toks))
+            arrived.setdefault(b, []).append((score, toks))
+        # one sort per example, not one per hypothesis: at max_length all K beams finish at once
+        for b, new in arrived.items():
+            hyps = self.finished[b] + new
             hyps.sort(key=lambda h: h[0], reverse=True)  # stable: ties keep their arrival order
             del hyps[self.beam:]
+            self.finished[b] = hyps
             if len(hyps) >= self.need:
                 self.kth[b] = hyps[self.need - 1][0]
 

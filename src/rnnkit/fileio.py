@@ -1,11 +1,41 @@
-"""Atomic file writes: a reader (or a run killed mid-write) sees the old file or the new one."""
+"""Files in and out: input paths checked with one clear error, and atomic writes (a reader, or
+a run killed mid-write, sees the old file or the new one)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from .errors import RnnkitError
+
+# atomic_write's temp files: .NAME.XXXXXXXX.tmp; a process killed mid-write leaves one behind
+TEMP_GLOB = ".*.tmp"
+
+
+def input_file(path: str | Path, flag: str = "--data", what: str = "data file") -> Path:
+    """``path`` if it can be read as a file (a pipe such as <(...) counts), else one error that
+    says what is wrong with it: missing, a directory, a symlink loop, unreadable."""
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise RnnkitError(f"{what} {str(p)!r} not found; check the {flag} path") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise RnnkitError(f"{what} {str(p)!r} is a symlink loop (its links point back at "
+                              f"each other); give {flag} the file itself") from None
+        raise RnnkitError(f"{what} {str(p)!r} cannot be read ({e.strerror}); check the {flag} "
+                          "path") from None
+    if stat.S_ISDIR(mode):
+        raise RnnkitError(f"{what} {str(p)!r} is a directory; give {flag} a file in it")
+    if not os.access(p, os.R_OK):
+        raise RnnkitError(f"{what} {str(p)!r} is not readable (permission denied); check its "
+                          "permissions, or copy it somewhere you can read it")
+    return p
 
 
 def atomic_write(path: str | Path, write) -> None:
@@ -19,9 +49,27 @@ def atomic_write(path: str | Path, write) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise with_filename(e, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def with_filename(e: OSError, path: str | Path) -> OSError:
+    """``e``, naming ``path`` when it names no file (a failed write() on a full disk)."""
+    if e.filename is not None or e.errno is None:
+        return e
+    return type(e)(e.errno, e.strerror, str(path))
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files that killed writers left in ``folder`` and below; returns them."""
+    left = [p for p in folder.rglob(TEMP_GLOB) if p.is_file()]
+    for p in left:
+        p.unlink(missing_ok=True)
+    return left
 
 
 def _umask() -> int:

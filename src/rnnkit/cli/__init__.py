@@ -7,6 +7,7 @@ can fix surface as one ``rnnkit: error: ...`` line on stderr and a non-zero exit
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -49,12 +50,31 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as e:  # disk full, permissions, a folder where a file was expected ...
-        print(f"rnnkit: error: {e.strerror or e}: {e.filename or ''}; check that the path is "
-              "a writable folder with free space", file=sys.stderr)
+        print(f"rnnkit: error: {os_error_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
+
+
+# what to do about an OSError, by its errno
+OS_ERROR_FIXES = {
+    errno.ENOSPC: "free some space on that disk, or choose another --out",
+    errno.EDQUOT: "free some space on that disk, or choose another --out",
+    errno.EFBIG: "that file grew past the size this system allows; free space or lift the "
+                 "limit (ulimit -f), or choose another --out",
+    errno.EACCES: "check the permissions of that path (reading it, or writing in its folder)",
+    errno.EPERM: "check the permissions of that path (reading it, or writing in its folder)",
+    errno.EROFS: "that file system is read-only; choose another --out",
+    errno.ENOTDIR: "a file stands where a folder is needed; choose another path",
+    errno.EISDIR: "a folder stands where a file is needed; choose another path",
+}
+
+
+def os_error_line(e: OSError) -> str:
+    where = f"{e.filename}" if e.filename is not None else "(the file was not named)"
+    fix = OS_ERROR_FIXES.get(e.errno, "check the path and that its disk is writable")
+    return f"{e.strerror or e}: {where}; {fix}"
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 
+from ..api import MAX_SAMPLES
 from ..demos import DEMOS
+from ..errors import RnnkitError
+from ..limits import check_seed
 
 
 def add_arguments(p) -> None:
@@ -22,6 +25,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    check_seed(args.seed)
+    if not 1 <= args.samples <= MAX_SAMPLES:
+        raise RnnkitError(f"--samples must be between 1 and {MAX_SAMPLES}, got {args.samples}")
     report = DEMOS[args.name](args.sentences, args.samples, args.seed)
     if args.json:
         print(json.dumps(report))

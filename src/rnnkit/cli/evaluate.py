@@ -10,6 +10,7 @@ examples:
 from __future__ import annotations
 
 import json
+import math
 
 from ..api import evaluate
 from ..errors import RnnkitError
@@ -24,7 +25,9 @@ def add_arguments(p) -> None:
                         "val; for a pair task given another --data file, all of it)")
     p.add_argument("--batch-size", type=int, default=None, help="parallel streams/lines")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true",
+                   help="print one strict JSON object; a metric that is not a finite number "
+                        "(NaN, inf) is written as null")
     p.add_argument("--beam", type=int, default=1,
                    help="seq2seq and captions: decode with this beam width (default 1: greedy)")
     free = p.add_argument_group("exposure bias")
@@ -46,7 +49,7 @@ def run(args) -> int:
     r = evaluate(args.checkpoint, args.data, args.split, args.batch_size, args.device,
                  args.free_running, args.prefix, args.continuation, args.max_cases, args.beam)
     if args.json:
-        print(json.dumps(r))
+        print(json.dumps(finite_or_null(r), allow_nan=False))
         return 0
     if "task" in r:
         print_pair_report(r)
@@ -66,6 +69,18 @@ def run(args) -> int:
             print(f"  {name.replace('_', '-'):15s} exact match {s['exact_match']:.3f}, "
                   f"error per position {s['mean_position_error']:.3f}")
     return 0
+
+
+def finite_or_null(x):
+    """``x`` with every NaN and inf as None: JSON has no such numbers (json.dumps would write
+    a bare NaN, which strict parsers refuse)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: finite_or_null(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [finite_or_null(v) for v in x]
+    return x
 
 
 def print_pair_report(r: dict) -> None:

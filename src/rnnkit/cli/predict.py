@@ -21,11 +21,19 @@ import sys
 from pathlib import Path
 
 from ..api import load
-from ..decoding import SamplingConfig
+from ..decoding import SamplingConfig, check_beam_width, check_length_penalty
 from ..errors import RnnkitError
 from ..fileio import atomic_write_bytes
+from ..limits import check_seed
 from ..tasks import DecodeSettings, PredictRequest, task_of_kind
 from ..training.config import TrainConfig
+
+# Decoding a row runs until <eos> or --max-length: a model that never says <eos> would run
+# (and hold its output) as long as asked. Outputs are a sentence or a caption, far shorter.
+MAX_OUTPUT_LENGTH = 10_000
+# Each generated vision example is a clip held in memory (20 x 64 x 64 frames: 330 kB) and
+# written to disk as a PNG strip and a GIF
+MAX_COUNT = 1000
 
 
 def add_arguments(p) -> None:
@@ -61,7 +69,9 @@ def settings_from(args) -> DecodeSettings:
 
 
 def run(args) -> int:
+    check_seed(args.seed)
     settings = settings_from(args)  # bad flags are refused before the model loads
+    check_limits(args)
     model, vocab, meta = load(args.checkpoint, args.device)
     task = task_of_kind(meta["kind"])
     if task.predicts_files and not args.output:
@@ -74,6 +84,17 @@ def run(args) -> int:
         return 0
     write_lines(preds, args.output)
     return 0
+
+
+def check_limits(args) -> None:
+    check_beam_width(args.beam)
+    check_length_penalty(args.length_penalty)
+    if args.max_length is not None and args.max_length > MAX_OUTPUT_LENGTH:
+        raise RnnkitError(f"--max-length must be between 1 and {MAX_OUTPUT_LENGTH} tokens, got "
+                          f"{args.max_length}")
+    if not 1 <= args.count <= MAX_COUNT:
+        raise RnnkitError(f"--count must be between 1 and {MAX_COUNT} (generated examples), "
+                          f"got {args.count}")
 
 
 def write_lines(lines: list[str], output: str | None) -> None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import sys
 
-import torch
-
 from ..api import load, require_lm, sample_model
-from ..errors import RnnkitError
+from ..limits import check_seed, set_threads
 
 
 def add_arguments(p) -> None:
@@ -43,31 +41,27 @@ def add_arguments(p) -> None:
                    help="arithmetic of each generation step: fp32 is the model exactly; bf16 "
                         "and int8 (CPU) are faster at a small likelihood cost (default fp32)")
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads (0: torch's default)")
+                   help="CPU threads (0: torch's default, one per core)")
 
 
 def run(args) -> int:
-    if args.length < 1 or args.num_samples < 1:
-        raise RnnkitError("--length and --num-samples must be >= 1")
-    if args.threads < 0:
-        raise RnnkitError("--threads must be >= 0 (0: torch's default)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    check_seed(args.seed)
+    set_threads(args.threads)
     model, vocab, meta = load(args.checkpoint, args.device)
     require_lm(meta, args.checkpoint)
-    lines_mode = "<eos>" in vocab.specials
+    # one sample is written as it is generated, and not kept: memory stays flat however long
+    streamed = args.num_samples == 1 and args.beam == 1
     texts = sample_model(model, vocab, args.prime_text, args.length, args.num_samples, args.seed,
-                         on_text=None if lines_mode else write, precision=args.precision,
+                         on_text=write if streamed else None, precision=args.precision,
                          beam=args.beam, length_penalty=args.length_penalty,
-                         temperature=args.temperature,
+                         keep_text=not streamed, temperature=args.temperature,
                          top_k=args.top_k, top_p=args.top_p, argmax=args.argmax)
-    if lines_mode:
-        sys.stdout.write("".join(t + "\n" for t in texts))
-    elif args.num_samples == 1:
+    if streamed:
         write("\n")
+    elif "<eos>" in vocab.specials:  # lines mode: one line each
+        write("".join(t + "\n" for t in texts))
     else:
-        sys.stdout.write("\n\n".join(texts) + "\n")
-    sys.stdout.flush()
+        write("\n\n".join(texts) + "\n")
     return 0
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RnnkitError
-from ..fileio import atomic_write, atomic_write_json
+from ..fileio import atomic_write, atomic_write_json, input_file
 from . import tokenizers
 from .vocab import BOS, EOS, CharVocab, codepoints
 
@@ -32,10 +32,7 @@ Source = Path | bytes  # a file, or text already in memory (the built-in corpus)
 
 
 def read_source(path: str | Path) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise RnnkitError(f"data file {str(p)!r} not found; check the --data path")
-    return p
+    return input_file(path)
 
 
 def byte_chunks(source: Source):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import RnnkitError
+from ..fileio import input_file
 from .batching import IGNORE
 from .tokenizers import TextSplitter
 
@@ -81,9 +82,7 @@ class Example:
 
 def read_lines(path: str | Path) -> list[tuple[int, str, str]]:
     """(line number, left, right) for every non-blank line of a two-field TSV file."""
-    p = Path(path)
-    if not p.is_file():
-        raise RnnkitError(f"data file {str(p)!r} not found; check the --data path")
+    p = input_file(path)
     raw = p.read_bytes()
     if b"\x00" in raw:
         raise RnnkitError(f"{p} looks binary (it holds NUL bytes); give a UTF-8 TSV file")
@@ -190,10 +189,8 @@ def read_inputs(path: str | Path) -> list[str]:
     p = Path(path)
     if str(path) == "-":
         raw = sys.stdin.buffer.read()
-    elif p.exists() and not p.is_dir():  # a file, or a pipe such as <(...)
-        raw = p.read_bytes()
     else:
-        raise RnnkitError(f"input file {str(p)!r} not found; check the --input path")
+        raw = input_file(p, "--input", "input file").read_bytes()
     lines = [decode_line(b, p, n) for n, b in enumerate(raw.split(b"\n"), 1)]
     lines = [line.rstrip("\r").split("\t")[0] for line in lines]
     if lines and lines[-1] == "":

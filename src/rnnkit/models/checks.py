@@ -3,6 +3,7 @@ message before any layer is built (the CLI shows it as one line)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import field, fields
 from typing import Literal, get_args, get_origin, get_type_hints
@@ -20,8 +21,8 @@ def cell_field(table: Mapping[str, type] = CELLS, default: str = "lstm"):
 
 
 def check_config(cfg, positive: tuple[str, ...]) -> None:
-    """``positive`` fields must be >= 1, ``dropout`` (if any) in [0, 1), and every field with
-    choices (``metadata["choices"]`` or a Literal type) one of them."""
+    """``positive`` fields must be >= 1, ``dropout`` (if any) in [0, 1), every float finite,
+    and every field with choices (``metadata["choices"]`` or a Literal type) one of them."""
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
@@ -29,6 +30,9 @@ def check_config(cfg, positive: tuple[str, ...]) -> None:
         raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
     hints = get_type_hints(type(cfg))
     for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value}")
         if "choices" in f.metadata:
             choices = tuple(f.metadata["choices"]())
         else:

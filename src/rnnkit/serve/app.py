@@ -1,6 +1,6 @@
 """The playground's web app: one page, a health check, streamed generation, hidden units.
 
-    app = create_app(model, vocab, meta, Limits(max_concurrent=2))
+    app = create_app(model, vocab, meta, Limits(max_concurrent=2), allow_hosts=["mybox.lan"])
     uvicorn.run(app, host="127.0.0.1", port=8000)
 
 Routes (every error is JSON, ``{"error": "..."}``, with a 4xx/5xx status):
@@ -16,15 +16,23 @@ The model is loaded once and shared. Up to ``max_concurrent`` generations run at
 together as one batch on one thread (generation.py), never on the event loop; unit analyses take
 a slot too, on a worker thread. Requests beyond that wait in a bounded queue, first come, first
 served, and are refused with 503 when it is full or their wait runs out.
+
+Every request, whatever its route, is refused with 403 unless its Host header names the
+server as localhost, a loopback address or one of ``allow_hosts`` (see ``HostCheck``): a
+defence against DNS rebinding, as in Jupyter Server. Other sites' pages cannot use the API
+either: there are no CORS headers, and a body that is not sent as JSON is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import re
 import secrets
 import threading
 from collections import deque
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib.resources import files
@@ -181,15 +189,22 @@ class UnitsBody(UnitRef):
     """Units in the ranking."""
 
 
-def create_app(model, vocab, meta: dict, limits: Limits | None = None) -> FastAPI:
+def create_app(model, vocab, meta: dict, limits: Limits | None = None,
+               allow_hosts: Collection[str] = ()) -> FastAPI:
     """The app for one loaded language model (in eval mode). ``/docs`` and the OpenAPI schema
-    are off: the page is the interface, and it must not load anything from a CDN."""
+    are off: the page is the interface, and it must not load anything from a CDN.
+
+    ``allow_hosts``: the names and addresses requests may call the server by, besides
+    localhost and loopback addresses (the server's own address belongs here when it listens
+    on one interface); "*" allows any, which leaves the server open to DNS rebinding."""
     limits = limits or Limits()
+    allowed = allowed_names(allow_hosts)
     app = FastAPI(title="rnnkit", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.slots = Slots(limits.max_concurrent, limits.max_waiting)
     app.state.pool = ThreadPoolExecutor(limits.max_concurrent, thread_name_prefix="rnnkit")
     app.state.batcher = Batcher(model, vocab, limits.timeout_s, app.state.slots.leave)
     add_error_handlers(app, limits)
+    app.add_middleware(HostCheck, allowed=allowed)  # added last: the outermost, it runs first
     add_routes(app, Server(model, vocab, meta, limits, app.state))
     return app
 
@@ -212,6 +227,88 @@ class BodyLimit:
                 response = error(413, f"the request body must be at most {self.limit} bytes")
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+# host[:port] or [IPv6]:port, as in a Host header (RFC 9110 7.2; a port may be empty)
+HOST = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._~-]+))(?::[0-9]{0,5})?")
+
+
+def host_name(value: str) -> str | None:
+    """The host a Host header (or an --allow-host value) names, lower case, without its port,
+    IPv6 brackets or final dot: "[::1]:8000" -> "::1", "MyBox.lan.:80" -> "mybox.lan"; None
+    when it is not host[:port]."""
+    value = value.strip().lower()
+    if value.count(":") > 1 and not value.startswith("["):
+        value = f"[{value}]"  # a bare IPv6 address
+    match = HOST.fullmatch(value)
+    if match is None:
+        return None
+    if match["ip6"]:
+        try:
+            return str(ipaddress.IPv6Address(match["ip6"]))
+        except ValueError:
+            return None
+    return match["name"].rstrip(".") or None
+
+
+def is_loopback_name(name: str) -> bool:
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback  # 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
+
+
+def allowed_names(allow_hosts: Collection[str]) -> frozenset[str]:
+    """``allow_hosts`` as ``HostCheck`` compares them (see ``host_name``), "*" kept; an error
+    for a value that no Host header could match."""
+    names = set()
+    for value in allow_hosts:
+        name = "*" if value.strip() == "*" else host_name(value)
+        if name is None:
+            raise RnnkitError(f"--allow-host {value!r} is not a host name or address; give the "
+                              "name clients use, e.g. --allow-host mybox.lan")
+        names.add(name)
+    return frozenset(names)
+
+
+class HostCheck:
+    """Refuse every request (page, API, websocket) whose Host header does not name this server.
+
+    DNS rebinding: a page on a name the attacker owns re-points that name at 127.0.0.1, and
+    the browser, taking the server for the page's own origin, lets the page use it and read the
+    answers. The browser still sends the attacker's name as the Host, and that is refused here,
+    before anything else reads the request. (Starlette's TrustedHostMiddleware cuts "[::1]:8000"
+    at its first colon and cannot say "any of 127.0.0.0/8".)"""
+
+    def __init__(self, app, allowed: frozenset[str]):
+        self.app, self.allowed = app, allowed
+
+    def allows(self, hosts: list[str]) -> bool:
+        if "*" in self.allowed:
+            return True
+        name = host_name(hosts[0]) if len(hosts) == 1 else None
+        return name is not None and (name in self.allowed or is_loopback_name(name))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        hosts = [value.decode("latin-1") for key, value in scope["headers"] if key == b"host"]
+        if self.allows(hosts):
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":  # closed before the handshake: the server sends 403
+            return await send({"type": "websocket.close", "code": 1008})
+        response = error(403, refused_host_message(hosts))
+        await response(scope, receive, send)
+
+
+def refused_host_message(hosts: list[str]) -> str:
+    what = (f"Host {hosts[0][:100]!r} is not allowed" if len(hosts) == 1 else
+            "a request without a Host header is not allowed" if not hosts else
+            "a request with more than one Host header is not allowed")
+    return (f"{what} (a guard against DNS rebinding); to answer requests addressed to another "
+            "name, start rnnkit serve with --allow-host NAME")
 
 
 def add_error_handlers(app: FastAPI, limits: Limits) -> None:

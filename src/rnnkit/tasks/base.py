@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..decoding import SamplingConfig
 from ..errors import RnnkitError
+from ..limits import check_seed
 
 Batch = dict[str, Tensor]
 
@@ -51,6 +52,7 @@ class DecodeSettings:
                               f"got {self.beam}, {self.n_best} and {self.max_length}")
         if self.sampling is not None and self.beam > 1:
             raise RnnkitError("sampling and --beam > 1 exclude each other; drop one of them")
+        check_seed(self.seed)
 
 
 @dataclass

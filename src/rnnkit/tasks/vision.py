@@ -26,7 +26,7 @@ from ..data.batching import IGNORE, to_device
 from ..data.pairs import BOS, EOS, PairBatches, TokenVocab, pad, split_indices
 from ..decoding import beam_search, greedy_decode
 from ..errors import RnnkitError
-from ..fileio import atomic_write, atomic_write_bytes
+from ..fileio import atomic_write, atomic_write_bytes, input_file
 from ..images import save_gif, save_strip
 from ..models import (
     ActivityConfig,
@@ -105,9 +105,7 @@ def frame_examples(seqs: Tensor, input_frames: int) -> Examples:
 
 def load_npz(path: str | Path, task: str, model_cfg) -> Examples:
     """Examples from a .npz file, checked: names the missing key or the bad shape and the fix."""
-    p = Path(path)
-    if not p.is_file():
-        raise RnnkitError(f"data file {str(p)!r} not found; check the --data path")
+    p = input_file(path)
     try:
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}

@@ -16,23 +16,41 @@ gradient scaler's state_dict (its scale and growth tracker), and "overflows".
 recorded: 1). A multi-process run saves from rank 0 the global carried state (every rank's
 streams, in rank order, so any number of ranks can resume it) and "rng_ranks", each rank's
 generator states.
+
+Loading a checkpoint from someone else is safe in memory and time as well as in code: the
+archive is checked before torch reads it (``check_archive``: no compressed records, so no zip
+bomb), and the model its config describes is built on the meta device and compared with the
+stored tensors before any real memory is allocated (``misfit``).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import threading
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import safetensors
 import safetensors.torch
 import torch
+from torch.nn.modules.module import (
+    register_module_module_registration_hook,
+    register_module_parameter_registration_hook,
+)
+from torch.overrides import TorchFunctionMode
 
 from ..errors import RnnkitError
 from ..fileio import atomic_write, atomic_write_json
 from ..tasks import task_of_kind
 
 FORMAT_VERSION = 1
+# what rebuilding a model from a bad config raises: one error line, never a traceback
+FIT_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, AssertionError, AttributeError,
+              IndexError, OverflowError, NotImplementedError)
+
+
 def save_checkpoint(path: str | Path, model_state: dict, meta: dict,
                     trainer: dict | None = None) -> None:
     path = Path(path)
@@ -69,10 +87,37 @@ def export_safetensors(payload: dict, path: str | Path) -> None:
 
 
 def load_safetensors(p: Path, map_location) -> dict:
+    """safetensors bounds the read by the file: it refuses a header over 100 MB or longer than
+    the file, and every tensor whose offsets fall outside it."""
     with safetensors.safe_open(p, framework="pt", device="cpu") as f:
-        meta = json.loads((f.metadata() or {})["rnnkit"])
+        text = (f.metadata() or {}).get("rnnkit")
+        try:
+            meta = json.loads(text) if text else None
+        except (ValueError, RecursionError):
+            meta = None
+        if not isinstance(meta, dict):
+            raise ValueError("its header holds no rnnkit meta (a JSON object)")
         model = {k: f.get_tensor(k).to(map_location) for k in f.keys()}
     return {"format_version": meta.pop("format_version", None), "meta": meta, "model": model}
+
+
+def check_archive(p: Path) -> None:
+    """Refuse a zip bomb before torch reads it. torch.save stores its records uncompressed, so
+    every record's bytes lie in the file: compressed records, or records that unpack to more
+    than the file's size (a central directory that lies), are a forgery. A file that is no
+    zip at all is refused too: torch's legacy format (before 1.6; rnnkit never wrote it)
+    allocates each tensor at the size its pickle claims before reading it."""
+    if not zipfile.is_zipfile(p):
+        raise ValueError("not a zip archive, the format torch.save writes (a truncated file?)")
+    with zipfile.ZipFile(p) as z:
+        records = z.infolist()
+    compressed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
+    if compressed:
+        more = f" and {len(compressed) - 2} more" if len(compressed) > 2 else ""
+        raise ValueError(f"compressed records: {', '.join(compressed[:2])}{more}")
+    unpacked, size = sum(r.file_size for r in records), p.stat().st_size
+    if unpacked > size:
+        raise ValueError(f"its records unpack to {unpacked:,} bytes, the file holds {size:,}")
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -86,11 +131,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         if p.suffix == ".safetensors":
             payload = load_safetensors(p, map_location)
         else:
+            check_archive(p)
             payload = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:
-        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise RnnkitError(f"checkpoint {str(p)!r} is corrupt or not an rnnkit checkpoint "
-                          f"({reason}); use another checkpoint or retrain") from None
+                          f"({first_line(e)}); use another checkpoint or retrain") from None
     meta = payload.get("meta") if isinstance(payload, dict) else None
     task = task_of_kind(meta.get("kind")) if isinstance(meta, dict) else None
     if task is None:
@@ -109,16 +154,129 @@ def model_from_checkpoint(payload: dict):
     """Rebuild the model from the saved config alone, load its weights, eval mode. Returns
     (model, vocab, task): the vocab is the task's (``Task.vocab``: a tokenizer for a language
     model, {"source", "target"} TokenVocabs for a pair task, the class names for a vision
-    task)."""
-    meta = payload["meta"]
+    task).
+
+    Nothing large is allocated before the weights are known to fit the config (``misfit``),
+    so a small file claiming a huge model fails at once; non-finite weights are refused."""
+    meta, weights = payload["meta"], payload["model"]
     task = task_of_kind(meta["kind"])
     try:
         model_cls, config_cls = task.models[meta["config"]["train"].get("model", "rnn")]
-        model = model_cls(config_cls(**meta["config"]["model"]))
-        model.load_state_dict(payload["model"])
+        config = config_cls(**meta["config"]["model"])
+        reason = misfit(model_cls, config, weights)
+    except FIT_ERRORS as e:
+        reason = first_line(e)
+    if reason:
+        raise misfit_error(reason)
+    bad = next((k for k, t in weights.items()
+                if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise RnnkitError(f"the checkpoint holds non-finite weights (NaN or inf in {bad}); use "
+                          "another checkpoint (best.pt, if this is last.pt) or retrain")
+    try:
+        model = model_cls(config)
+        model.load_state_dict(weights)
         vocab = task.vocab(meta, model)
-    except (KeyError, TypeError, ValueError, RuntimeError, AssertionError) as e:
-        reason = str(e).splitlines()[0][:120]
-        raise RnnkitError(f"the checkpoint's config and weights do not fit together ({reason}); "
-                          "use another checkpoint or retrain") from None
+    except FIT_ERRORS as e:
+        raise misfit_error(first_line(e)) from None
     return model.eval(), vocab, task
+
+
+def first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+
+
+def misfit_error(reason: str) -> RnnkitError:
+    return RnnkitError(f"the checkpoint's config and weights do not fit together ({reason}); "
+                       "use another checkpoint or retrain")
+
+
+def misfit(model_cls: type, config, weights) -> str | None:
+    """How the model ``config`` describes differs from the stored ``weights`` (the first
+    missing, unexpected or misshapen tensor, e.g. "rnn.cells.0.weight_hh: config wants
+    (48000, 12000), file holds (128, 32)"), or None when they fit.
+
+    The model is built on the meta device: shapes without memory or initialisation, and at
+    most a few modules and parameters per stored tensor, so an absurd config (hidden_size
+    10**9, num_layers 10**6) costs milliseconds. A model whose __init__ cannot run on the meta
+    device is not checked here (None); load_state_dict checks it after the real build."""
+    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor)
+                                                for t in weights.values()):
+        return "the file's weights are not a dict of tensors"
+    limit = 8 * len(weights) + 256  # rnnkit's models register under 3 per stored tensor
+    try:
+        with at_most_registrations(limit), torch.device("meta"), ShapesOnly():
+            model = model_cls(config)
+    except TooManyModules:
+        return (f"config builds over {limit} modules and parameters, "
+                f"file holds {len(weights)} tensors")
+    except (RuntimeError, NotImplementedError) as e:
+        if "meta" in str(e).lower():
+            return None
+        raise
+    wanted = model.state_dict()
+    for key, t in wanted.items():
+        if key not in weights:
+            return f"{key}: config wants {tuple(t.shape)}, file has no such tensor"
+        if weights[key].shape != t.shape:
+            return (f"{key}: config wants {tuple(t.shape)}, "
+                    f"file holds {tuple(weights[key].shape)}")
+    extra = next((k for k in weights if k not in wanted), None)
+    if extra is not None:
+        return f"{extra}: in the file, not in the model the config builds"
+    return expanded(model, weights)
+
+
+def expanded(model: torch.nn.Module, weights: dict) -> str | None:
+    """A file can store one number and view it with zero strides as a tensor of any shape;
+    refuse weights whose storage is far smaller than the model they fill."""
+    need = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    storages = {(t.device, t.untyped_storage().data_ptr()): t.untyped_storage().nbytes()
+                for t in weights.values()}
+    have = sum(storages.values())
+    if need > 4 * have + 2**20:  # 4: room for weights stored in a narrower dtype
+        return f"config wants {need:,} bytes of weights, file stores {have:,} bytes"
+    return None
+
+
+class TooManyModules(Exception):
+    pass
+
+
+@contextmanager
+def at_most_registrations(limit: int):
+    """Stop a model build in this thread once it has registered ``limit`` modules and
+    parameters (torch's global registration hooks see every one)."""
+    thread, count = threading.get_ident(), 0
+
+    def count_one(*_):
+        nonlocal count
+        if threading.get_ident() == thread:
+            count += 1
+            if count > limit:
+                raise TooManyModules
+
+    hooks = [register_module_module_registration_hook(count_one),
+             register_module_parameter_registration_hook(count_one)]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+class ShapesOnly(TorchFunctionMode):
+    """Skips in-place writes to meta tensors (the initialisers: normal_, uniform_, zero_, ...).
+    They would compute nothing anyway, and their meta kernels import torch._dynamo (seconds)."""
+
+    RESHAPING = frozenset({"resize_", "resize_as_", "set_", "as_strided_", "squeeze_",
+                           "unsqueeze_", "t_", "transpose_", "swapdims_", "swapaxes_"})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+        if (name.endswith("_") and not name.endswith("__") and name not in self.RESHAPING
+                and isinstance(target, torch.Tensor) and target.is_meta):
+            return target
+        return func(*args, **kwargs)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal, get_args, get_origin, get_type_hints
 
 from ..errors import RnnkitError
+from ..limits import MAX_SEED
 from ..models import DATA_SIZES
 from ..tasks import TASKS, get_task, task_names
 
@@ -134,23 +135,25 @@ class TrainConfig:
 
     def __post_init__(self):
         positive = ("seq_length", "batch_size", "max_steps", "eval_every", "log_every",
-                    "lr_decay_every", "max_bad_steps")
+                    "lr_decay_every", "max_bad_steps", "sample_length")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and math.isnan(value):
-                raise ValueError(f"{f.name} must be a number, got nan")
         if not 0 < self.dist_timeout < math.inf:
             raise ValueError(f"dist_timeout must be a positive number of seconds, got "
                              f"{self.dist_timeout}")
         if not 0 < self.learning_rate < math.inf:
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
-        if min(self.grad_clip, self.max_time, self.eval_max_chars, self.eval_examples,
-               self.warmup_steps) < 0:
-            raise ValueError("grad_clip, max_time, eval_max_chars, eval_examples and "
-                             "warmup_steps must be >= 0 (0 disables)")
+        for name in ("grad_clip", "max_time", "eval_max_chars", "eval_examples",
+                     "warmup_steps", "weight_decay", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (0 <= self.min_lr_frac <= 1 and 0 < self.lr_decay_factor <= 1):
+            raise ValueError(f"min_lr_frac must be in [0, 1] and lr_decay_factor in (0, 1] "
+                             f"(fractions of the peak learning rate), got {self.min_lr_frac} "
+                             f"and {self.lr_decay_factor}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
         check_schedule(self.scheduled_sampling, self.ss_k, self.ss_c, self.ss_min)
         self._check_task()
         if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1
@@ -294,6 +297,8 @@ def coerce(cls, values: dict) -> dict:
             raise ValueError(f"{key} must be one of {choices[key]()}, got {value!r}")
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number, got {value}")
         elif hint is bool and not isinstance(value, bool):
             raise ValueError(f"{key} must be true or false, got {value!r}")
         elif hint in (int, float, str) and not isinstance(value, hint):

@@ -9,6 +9,7 @@ A run folder holds:
     last.pt/.json   the latest checkpoint, with optimizer, RNG, carried state: resume from it
     best.pt/.json   the weights with the lowest val loss so far
     data/           a language model's encoded corpus (memmap cache)
+    .lock           held by the process training in it: one at a time (run_folder.py)
 
 Resume is exact: the batch is a function of the step, and the checkpoint carries everything
 else that changes (weights, AdamW moments, RNG, the hidden state carried between windows, the
@@ -26,6 +27,7 @@ import math
 import shutil
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import torch
@@ -33,7 +35,8 @@ from tqdm import tqdm
 
 from ..data.batching import to_device
 from ..errors import RnnkitError
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, input_file
+from ..limits import set_threads
 from ..tasks import Task, data_parallel_tasks, get_task
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, to_dict
@@ -48,7 +51,7 @@ from .precision import (
     use_bf16,
 )
 from .records import MetricsLog, NoMetrics, describe
-from .run_folder import check_run_folder, check_same_run, world_change
+from .run_folder import check_same_run, open_run_folder, world_change
 from .run_state import RunState, restore_training, trainer_state
 from .schedules import lr_at, progress, teacher_forcing_prob
 from .signals import Interrupted, StopSignals
@@ -67,7 +70,7 @@ class Trainer:
     def __init__(self, model_cfg, cfg: TrainConfig, out: str | Path,
                  resume: bool = False, log=None, task: Task | None = None):
         if cfg.data is not None:  # absolute, so `rnnkit eval RUN` works from anywhere
-            cfg = dataclasses.replace(cfg, data=str(Path(cfg.data).resolve()))
+            cfg = dataclasses.replace(cfg, data=str(input_file(cfg.data).resolve()))
         self.cfg, self.out = cfg, Path(out)
         self.task = task or get_task(cfg.task)
         self.dist = Ranks.current()
@@ -79,15 +82,18 @@ class Trainer:
         check_precision(cfg.precision, self.device)
         self.bf16 = use_bf16(cfg.precision, self.device)
         self.scaler = make_scaler(cfg.precision, self.device)
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
-        created = not self.out.exists()
+        set_threads(cfg.threads)
+        self.created, self.lock = False, None
         try:
             self._setup(model_cfg, resume)
         except BaseException:
-            if created and self.out.exists() and self.dist.is_main:  # a failed start leaves
-                shutil.rmtree(self.out)  # nothing behind
+            if self.lock is not None:
+                if self.created:  # a failed start leaves nothing behind
+                    shutil.rmtree(self.out, ignore_errors=True)
+                self.lock.release()
             raise
+        # fit() lets other processes use the folder when it ends; so does dropping the Trainer
+        self.unlock = weakref.finalize(self, self.lock.release) if self.lock else lambda: None
 
     def _check_world(self) -> None:
         if not self.dist.distributed:
@@ -101,11 +107,9 @@ class Trainer:
         check_batch(self.cfg.batch_size, self.dist.world_size)
 
     def _setup(self, model_cfg, resume: bool) -> None:
-        payload = self.dist.run_on_main(lambda: check_run_folder(self.out, resume))
+        payload = self.dist.run_on_main(lambda: self._open_folder(resume))
         if payload:
             check_same_run(payload["meta"]["config"], model_cfg, self.cfg)
-        if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
         self._build(model_cfg, payload["meta"] if payload else None)
         self.model_cfg = model_cfg
         # the training forward only: checkpoints, evaluation and samples use the plain module
@@ -119,11 +123,17 @@ class Trainer:
                                         self.out / "last.pt")
             change = world_change(payload, self.dist.world_size)
             self.log(f"resuming {self.out} at step {self.run.step}{change}")
-        else:  # a step-0 checkpoint: a run killed before its first evaluation can --resume
-            self._save("last", with_trainer=True)
+        elif not self._save("last", with_trainer=True):  # a step-0 checkpoint: a run killed
+            # before its first evaluation can --resume
+            raise RnnkitError("the model's initial weights are not finite; check the model "
+                              "settings (such as --forget-bias)")
         if self.dist.is_main:
             atomic_write_json(self.out / "config.json", to_dict(model_cfg, self.cfg))
         self.metrics = self._open_metrics(self.run.step if payload else None)
+
+    def _open_folder(self, resume: bool) -> dict | None:  # rank 0
+        self.lock, self.created, payload = open_run_folder(self.out, resume, self.log)
+        return payload
 
     def _build(self, model_cfg, meta: dict | None) -> None:
         """The task's data (the model's sizes come from it), then the model: seeded, so every
@@ -137,7 +147,7 @@ class Trainer:
     def _open_metrics(self, keep_until: int | None):
         if not self.dist.is_main:
             return NoMetrics()
-        return MetricsLog(self.out / "metrics.jsonl", keep_until)
+        return MetricsLog(self.out / "metrics.jsonl", keep_until, self.log)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -147,8 +157,7 @@ class Trainer:
         if run.step >= cfg.max_steps or self._time_up(run.elapsed):
             self.log(f"the run in {self.out} is finished (step {run.step}); pass a larger "
                      "--max-steps or --max-time to extend it")
-            self.metrics.close()
-            return run.last_metrics
+            return self._close()
         self.model.train()
         # a clock-limited run has no step total to show
         total = cfg.max_steps if cfg.max_time == 0 else None
@@ -190,8 +199,14 @@ class Trainer:
                             f"--resume{nproc}")
         finally:
             bar.close()
-            self.metrics.close()
+            self._close()
         return run.last_metrics
+
+    def _close(self) -> dict:
+        """Close metrics.jsonl, unlock the folder; returns the last metrics record."""
+        self.metrics.close()
+        self.unlock()
+        return self.run.last_metrics
 
     def _time_up(self, elapsed: float) -> bool:
         return self.cfg.max_time > 0 and elapsed >= self.cfg.max_time
@@ -204,20 +219,10 @@ class Trainer:
         eps = teacher_forcing_prob(run.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, outcome = self._train_guarded(eps)
-        run.step += 1
-        if outcome is not Update.BAD:  # applied, or an fp16 overflow: the loss is real
-            run.loss_sum += loss
-            run.loss_count += 1
-        if outcome is Update.OVERFLOW:  # the scaler's routine: the bad streak is untouched
-            run.overflows += 1
-        elif outcome:
-            run.bad_streak = 0
-        else:  # skipped
-            run.skipped, run.bad_streak = run.skipped + 1, run.bad_streak + 1
-            if run.bad_streak >= cfg.max_bad_steps:
-                self._rollback()
-                return None
+        run.count_step(*self._train_guarded(eps))
+        if run.bad_streak >= cfg.max_bad_steps:
+            self._rollback()
+            return None
         rates = {"lr": lr, "teacher_forcing_prob": eps, "skipped_steps": run.skipped}
         if self.scaler.is_enabled():
             rates["overflow_steps"] = run.overflows
@@ -231,7 +236,7 @@ class Trainer:
         loss, state, outcome = train_step(self.data, self.train_model, self.optimizer,
                                           to_device(batch, self.device), state,
                                           self.cfg.grad_clip, self.bf16, eps, self.ddp,
-                                          self.scaler)
+                                          self.scaler, run.loss_ceiling)
         # a bad step's state may be non-finite: it must not flow into the next window (an fp16
         # overflow's forward was sound: only its gradients overflowed)
         carry = outcome is not Update.BAD and self.data.carries_state
@@ -253,23 +258,21 @@ class Trainer:
         """Back to the last checkpoint with half the learning rate, after too many bad steps."""
         old = self.run
         if old.rollbacks >= MAX_ROLLBACKS:
-            raise RnnkitError(f"training keeps producing non-finite values (rolled back "
-                              f"{old.rollbacks} times); lower --learning-rate or --grad-clip, "
-                              "or check the data")
+            raise RnnkitError(f"training keeps diverging (non-finite values or a loss above "
+                              f"{old.loss_ceiling:.4g}; rolled back {old.rollbacks} times); "
+                              "lower --learning-rate or --grad-clip, or check the data")
         restored = restore_training(
             self.dist.run_on_main(lambda: load_checkpoint(self.out / "last.pt", "cpu")),
             self.model, self.optimizer, self.scaler, self.dist, self.cfg.seed, self.device,
             self.out / "last.pt")
-        restored.skipped, restored.rollbacks = old.skipped, old.rollbacks + 1
-        restored.overflows = old.overflows
-        restored.lr_scale = old.lr_scale / 2
-        old.__dict__.update(vars(restored))  # in place: fit() holds this object
-        self.run = run = old
+        old.roll_back_to(restored)  # in place: fit() holds this object
+        run = self.run
         self.metrics.close()
         self.metrics = self._open_metrics(run.step)
         self._save("last", with_trainer=True)  # a kill now resumes with the lowered rate
-        self.log(f"warning: {self.cfg.max_bad_steps} steps in a row had a non-finite loss or "
-                 f"gradient; rolled back to step {run.step} with the learning rate x{run.lr_scale}")
+        self.log(f"warning: {self.cfg.max_bad_steps} steps in a row had a non-finite or "
+                 "diverging loss, or a non-finite gradient; rolled back to step "
+                 f"{run.step} with the learning rate x{run.lr_scale}")
 
     def _record(self, rates: dict, evaluate_now: bool = False) -> None:
         """Write a metrics record; at evaluations also a sample and the checkpoints.

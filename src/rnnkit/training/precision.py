@@ -104,3 +104,4 @@ def resolve_device(name: str) -> torch.device:
         raise RnnkitError("--device cuda was asked for, but no CUDA GPU is available; "
                           "use --device cpu")
     return torch.device(name)
+

@@ -6,23 +6,33 @@ import json
 import math
 from pathlib import Path
 
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, with_filename
 
 
 class MetricsLog:
-    """metrics.jsonl, one record per line, flushed as written; trimmed to a step on resume."""
+    """metrics.jsonl, one record per line, flushed as written; trimmed to a step on resume
+    (``log`` says so when that drops a line that was cut off or garbled)."""
 
-    def __init__(self, path: Path, keep_until: int | None):
+    def __init__(self, path: Path, keep_until: int | None, log=print):
         self.path = path
         if keep_until is not None and path.is_file():
-            kept = [line for line in path.read_text(errors="replace").splitlines()
-                    if parse_step(line) <= keep_until]
+            lines = path.read_text(errors="replace").splitlines()
+            torn = sum(parse_step(line) is None for line in lines)
+            if torn:
+                log(f"warning: {path}: dropped {torn} unreadable line(s), cut off or garbled "
+                    "(a crash or a full disk while it was written); the other records are kept")
+            kept = [line for line in lines
+                    if (step := parse_step(line)) is not None and step <= keep_until]
             atomic_write_bytes(path, "".join(k + "\n" for k in kept).encode())
         self.file = open(path, "a" if keep_until is not None else "w", encoding="utf-8")
 
     def write(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            # strict JSON: a non-finite number (an overflowing perplexity) is written as null
+            self.file.write(json.dumps(finite(record), allow_nan=False) + "\n")
+            self.file.flush()
+        except OSError as e:
+            raise with_filename(e, self.path) from None
 
     def close(self) -> None:
         self.file.close()
@@ -38,12 +48,18 @@ class NoMetrics:
         pass
 
 
-def parse_step(line: str) -> float:
-    """A record's step; a torn or garbled line (a machine crash mid-write) counts as none."""
+def parse_step(line: str) -> int | None:
+    """A record's step; None for a torn or garbled line (a machine crash mid-write)."""
     try:
-        return json.loads(line)["step"]
+        step = json.loads(line)["step"]
     except (ValueError, KeyError, TypeError):
-        return math.inf
+        return None
+    return step if isinstance(step, int) else None
+
+
+def finite(record: dict) -> dict:
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in record.items()}
 
 
 

@@ -9,6 +9,11 @@ from pathlib import Path
 import torch
 
 from ..errors import RnnkitError
+from .precision import Update
+
+# a train loss this many times the first step's (an untrained model's: about chance), or
+# above this many nats when that was below 1, has diverged: a bad step, as a NaN is
+DIVERGED = 10.0
 
 
 @dataclass
@@ -26,7 +31,31 @@ class RunState:
     rollbacks: int = 0
     lr_scale: float = 1.0  # halved at every rollback
     overflows: int = 0  # fp16 steps the gradient scaler skipped (not bad steps)
+    loss_ceiling: float = math.inf  # a train loss above it means divergence: set at step 1
 
+    def count_step(self, loss: float, outcome: Update) -> None:
+        """Count a step taken: its loss toward the average, its outcome toward the streak of
+        bad steps that ends in a rollback."""
+        self.step += 1
+        if outcome is not Update.BAD:  # applied, or an fp16 overflow: the loss is real
+            self.loss_sum += loss
+            self.loss_count += 1
+        if outcome is Update.OVERFLOW:  # the scaler's routine: the bad streak is untouched
+            self.overflows += 1
+        elif outcome:
+            self.bad_streak = 0
+            if self.loss_ceiling == math.inf:  # the untrained model's loss (about chance)
+                self.loss_ceiling = DIVERGED * max(loss, 1.0)
+        else:  # skipped
+            self.skipped, self.bad_streak = self.skipped + 1, self.bad_streak + 1
+
+    def roll_back_to(self, restored: RunState) -> None:
+        """Become ``restored`` (the last checkpoint's state) with half the learning rate,
+        keeping the counts that span rollbacks."""
+        kept = {"skipped": self.skipped, "rollbacks": self.rollbacks + 1,
+                "overflows": self.overflows, "loss_ceiling": self.loss_ceiling,
+                "lr_scale": self.lr_scale / 2}
+        self.__dict__.update(vars(restored), **kept)
 
 
 def restore_training(payload: dict, model, optimizer, scaler, dist, seed: int,
@@ -50,7 +79,7 @@ def restore_training(payload: dict, model, optimizer, scaler, dist, seed: int,
     return RunState(t["step"], t["elapsed"], t["best_val"], t["loss_sum"], t["loss_count"],
                     carried, payload["meta"]["metrics"], t.get("skipped", 0),
                     t.get("bad_streak", 0), t.get("rollbacks", 0), t.get("lr_scale", 1.0),
-                    t.get("overflows", 0))
+                    t.get("overflows", 0), t.get("loss_ceiling", math.inf))
 
 
 def trainer_state(run: RunState, optimizer, scaler, dist, device: torch.device) -> dict:
@@ -61,7 +90,7 @@ def trainer_state(run: RunState, optimizer, scaler, dist, device: torch.device) 
                "loss_sum": run.loss_sum, "loss_count": run.loss_count,
                "skipped": run.skipped, "rollbacks": run.rollbacks,
                "bad_streak": run.bad_streak,
-               "lr_scale": run.lr_scale,
+               "lr_scale": run.lr_scale, "loss_ceiling": run.loss_ceiling,
                "carried": list(carried) if carried is not None else None,
                "rng_cpu": torch.get_rng_state(),
                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
