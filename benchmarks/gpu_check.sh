@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check, in one go (about 8 minutes on one GPU): the gpu-marked tests (DDP's included), training
-# throughput, sampling speed and the quality benchmark on CUDA. Each step prints JSON and is
+# throughput, sampling speed, the scan cells against the LSTM and the quality benchmark on CUDA. Each step prints JSON and is
 # bounded by its own timeout, so one failure leaves the others' numbers. Runs from a source
 # checkout on a machine with torch (CUDA build), numpy, tqdm, safetensors and pytest:
 #
@@ -38,6 +38,9 @@ step throughput_b256 60 python benchmarks/bench_throughput.py --device cuda --ba
 step ddp_tests 240 python -m pytest -m gpu -q -p no:cacheprovider tests/test_ddp.py
 step sampling 60 python benchmarks/bench_sampling.py --device cuda --threads 1 \
     --save "$OUT_DIR/sampling.json"
+# the parallel-scan cells beside the LSTM at equal parameters, T = 128, 512, 2048
+step cells 120 python benchmarks/bench_cells.py --device cuda --chars 65536 --steps 5 \
+    --save "$OUT_DIR/cells.json"
 if [ -f "$DATA" ]; then
     # the CPU preset as shipped, then a larger model with the clock as the limit
     step quality_5min_preset 100 python benchmarks/bench_quality.py --data "$DATA" \

@@ -13,9 +13,9 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def rows() -> list[str]:
-    tables = [quality_rows, lstm_vs_gpt_rows, throughput_rows, sampling_rows, prefill_rows,
-              serve_rows, ddp_rows, scheduled_sampling_rows, large_corpus_rows, beam_rows,
-              convlstm_rows]
+    tables = [quality_rows, lstm_vs_gpt_rows, budget_rows, throughput_rows, cells_rows,
+              sampling_rows, prefill_rows, serve_rows, ddp_rows, scheduled_sampling_rows,
+              large_corpus_rows, beam_rows, convlstm_rows]
     out: list[str] = []
     for table in tables:
         out += table() + [""]
@@ -38,6 +38,48 @@ def lstm_vs_gpt_rows() -> list[str]:
                 f"{run['threads']} "
                 f"threads | {name} (`{run['preset']}`) | {run['params']:,} | {run['steps']:,} "
                 f"| {run['wall_s']} s | {run['val_loss']} | **{run['val_bpc']}** |")
+    return lines
+
+
+def machine(r: dict) -> str:
+    """The provenance of a result, short: CPU, threads, torch, date."""
+    p = r.get("provenance", {})
+    return f"{p.get('cpu', '?')}, {p.get('threads', '?')} threads, torch {p.get('torch', '?')}, " \
+           f"{p.get('date', '?')[:10]}"
+
+
+def budget_rows() -> list[str]:
+    """The presets side by side, each given the same clock (``bench_quality.py --set
+    train.max_time=...``), measured one after the other on one machine."""
+    lines = ["| same clock, one machine (`bench_quality.py`) | cell or model "
+             "| parameters | steps in the clock | val loss (nats/char) | bits per char "
+             "| machine |", "|---|---|---|---|---|---|---|"]
+    for path, r in results("budget300_*.json"):
+        cfg = r["config"]
+        kind = (cfg["model"].get("cell") if cfg["train"].get("model", "rnn") == "rnn"
+                else cfg["train"]["model"])
+        lines.append(
+            f"| `{path.name}`: `{r['preset']}`, {cfg['train']['max_time']:.0f} s of training, "
+            f"{r['wall_s']:.0f} s in all | {kind} | {r['params']:,} | {r['steps']:,} | **{r['val_loss']:.3f}** "
+            f"| {r['val_bpc']:.3f} | {machine(r)} |")
+    return lines
+
+
+def cells_rows() -> list[str]:
+    lines = ["| cells at equal parameters (`bench_cells.py`) | cell, hidden | parameters "
+             "| training chars/s by T (vs LSTM) | sampling chars/s: batch 1, 64 streams |",
+             "|---|---|---|---|---|"]
+    for path, r in results("cells_*.json"):
+        for cell, m in r["models"].items():
+            speeds = ", ".join(
+                f"{T}: {t['chars_per_sec'][f'{cell} fp32']:,} ({t['vs_lstm'][f'{cell} fp32']}x)"
+                for T, t in r["training"].items())
+            s = r["sampling_fp32"].get(cell, {})
+            sampled = (f"{s['batch1_chars_per_sec']:,}, {s['streams_chars_per_sec']:,}" if s
+                       else "-")
+            lines.append(f"| `{path.name}`: {r['layers']} layers, fp32, {r['chars_per_step']:,}"
+                         f" chars per step, {machine(r)} | {cell}, {m['hidden']} "
+                         f"| {m['parameters']:,} | {speeds} | {sampled} |")
     return lines
 
 

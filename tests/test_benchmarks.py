@@ -88,3 +88,17 @@ def test_prefill_benchmark_times_both_ways_of_reading_a_prompt(tmp_path, capsys)
         assert row["one_pass_ms"] > 0 and row["token_by_token_ms"] > 0 and row["speedup"] > 0
     assert set(result["prompt_tokens"]) == {"5", "130"}
     assert json.loads(save.read_text()) == result == json.loads(capsys.readouterr().out)
+
+
+def test_cells_benchmark_matches_parameters_and_reports_every_cell(capsys):
+    import bench_cells
+    result = bench_cells.main(["--cells", "lstm", "mingru", "lru", "--lengths", "8", "16",
+                               "--hidden", "128", "--chars", "64", "--rounds", "1", "--steps",
+                               "1", "--length", "10", "--streams", "2", "--repeats", "1"])
+    sizes = [m["parameters"] for m in result["models"].values()]
+    assert max(sizes) / min(sizes) < 1.1  # equal budgets, within one hidden-size step
+    for row in result["training"].values():
+        assert row["vs_lstm"]["lstm fp32"] == 1.0
+        assert all(rate > 0 for rate in row["chars_per_sec"].values())
+    assert set(result["sampling_fp32"]) == {"lstm", "mingru", "lru"}
+    assert json.loads(capsys.readouterr().out) == result

@@ -124,8 +124,8 @@ def test_an_unregistered_cell_is_refused_by_name(diag, tmp_path, capsys):
         main(["train", "--cell", "square", "--data", str(text), "--out", str(tmp_path / "run")])
     assert stop.value.code == 2
     # the choices are read as the parser is built: the cell registered above is among them
-    assert "invalid choice: 'square' (choose from 'rnn', 'gru', 'lstm', 'diag')" in (
-        capsys.readouterr().err)
+    assert ("invalid choice: 'square' (choose from 'rnn', 'gru', 'lstm', 'mingru', 'minlstm', "
+            "'lru', 'diag')") in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"cell must be one of \(.*'lstm'.*\), got 'square'"):
         rnnkit.models.CharLMConfig(cell="square")
 

@@ -67,7 +67,9 @@ def test_lm_stepper_computes_the_models_logits(cell, precision, mlp_layers):
         logits, state = step(tokens[:, t], state)
         outs.append(logits)
     err = (torch.stack(outs, dim=1) - ref).abs().max().item()
-    assert err < TOLERANCE[precision]
+    # relative to the logits' scale past 1: a residual cell's (parallel_cells.py) outputs are
+    # not squashed into [-1, 1], and the head's int8 input quantization errs in proportion
+    assert err < TOLERANCE[precision] * max(1.0, ref.abs().max().item())
     if precision != "fp32":  # a lower precision really is in use: not bit-equal to fp32
         assert err > 1e-7
 

@@ -573,7 +573,7 @@ def step_by_step(model, vocab, text):
     return np.stack(values), np.array(probs)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mingru", "lru"])
 @pytest.mark.parametrize("lines", [False, True])
 def test_collect_matches_stepping_the_model(cell, lines):
     chars = list('ab "()xyz') + ([] if lines else ["\n"])
@@ -585,7 +585,7 @@ def test_collect_matches_stepping_the_model(cell, lines):
     acts = collect(model, vocab, text)
     with torch.no_grad():
         values, probs = step_by_step(model, vocab, text)
-    assert acts.values.shape == (len(text), 2, 2 if cell == "lstm" else 1, 16)
+    assert acts.values.shape == (len(text), 2, 2 if cell in ("lstm", "lru") else 1, 16)
     np.testing.assert_allclose(acts.values, values, atol=1e-5)
     np.testing.assert_allclose(acts.probs, probs, atol=1e-6)
 

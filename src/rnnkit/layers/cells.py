@@ -15,7 +15,8 @@ faster in-place version of their own update.
 Adding a cell: subclass ``BaseCell``, set ``num_gates`` (and ``state_names``/``state_count``
 if it carries more than h), write ``update``, and register it in one line,
 ``CELLS["name"] = NewCell``; every model config then accepts ``cell="name"`` (and the CLI
-``--cell name``). tests/test_custom_cell.py is the worked example.
+``--cell name``). tests/test_custom_cell.py is the worked example. parallel_cells.py registers
+three more this way: minGRU, minLSTM and the LRU, trained with a parallel scan.
 
 Shapes: B batch, D input features, H hidden units, G gates (1 rnn, 3 gru, 4 lstm), V
 vocabulary entries.
@@ -51,7 +52,10 @@ class Cell(Protocol):
 
     Made as ``cls(input_size, hidden_size, bias)``; ``y_t, state = cell(x_t, state)`` with
     ``state`` a tuple of ``state_count`` (B, H) tensors named ``state_names`` (None: zeros).
-    A cell without ``single_step`` is still decoded, by calling it (in fp32 only).
+    A cell without ``single_step`` is still decoded, by calling it (in fp32 only). A cell
+    may also compute a whole layer at once, ``y, state = cell.sequence(x, state, mask)``
+    (x (B, T, D), mask (B, T) bool or None), which ``Recurrent`` then calls instead of
+    stepping (parallel_cells.py).
     """
 
     state_names: tuple[str, ...]

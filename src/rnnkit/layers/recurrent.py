@@ -3,7 +3,9 @@
 Two paths compute the same function:
 - fused: torch's own multi-layer kernels (``torch.lstm/gru/rnn_tanh``, the code behind
   ``nn.LSTM``: oneDNN on CPU, cuDNN on GPU), fed with our cells' parameters;
-- cells: a Python loop over time and layers calling each cell, for cells torch has no kernel for.
+- cells: a Python loop over time and layers calling each cell, for cells torch has no kernel for;
+  a cell with a ``sequence`` method computes its whole layer itself (parallel_cells.py: a
+  parallel scan over time).
 ``impl="auto"`` takes the fused path whenever every cell is one of the three standard cells.
 
 Variable-length batches (``lengths``) run through torch's packed-sequence kernels on the fused
@@ -137,6 +139,8 @@ class Recurrent(nn.Module):
 def _run_cell(cell: nn.Module, x: Tensor, state: State,
               mask: Tensor | None) -> tuple[Tensor, State]:
     """One layer over time; where ``mask`` (B, T) is False the state is kept and y is zero."""
+    if hasattr(cell, "sequence"):  # all steps at once, same contract
+        return cell.sequence(x, state, mask)
     outputs = []
     for t in range(x.shape[1]):
         y, new_state = cell(x[:, t], state)

@@ -176,20 +176,37 @@ def layer_states(model, tokens: Tensor) -> Tensor:
 
     The stacked kernel returns only the last layer's outputs, so each layer runs alone (on the
     fused kernel, through a one-layer Recurrent sharing the model's cell), reading the layer
-    below; the rest of each cell's state is then rebuilt by ``later_states``.
+    below; the rest of each cell's state is then rebuilt by ``later_states``. A residual block
+    (a scan cell, whose output is not its state) is stepped instead.
     """
     if not model.config.feedback:
         tokens = model._without_feedback(tokens, first=True)
     x = model.embed(tokens)  # (1, T, E)
     layers = []
     for cell in model.rnn.cells:
-        layer = Recurrent(type(cell), cell.input_size, cell.hidden_size, 1, bias=cell.bias)
-        layer.cells[0] = cell
-        h, _ = layer(x)  # (1, T, H); eval mode: no dropout between layers
-        parts = [h[0], *(torch.tanh(s) for s in later_states(cell, x[0], h[0]))]
+        if hasattr(cell, "sequence"):
+            y, states = stepped_states(cell, x[0])
+            y = y[None]
+        else:
+            layer = Recurrent(type(cell), cell.input_size, cell.hidden_size, 1, bias=cell.bias)
+            layer.cells[0] = cell
+            y, _ = layer(x)  # (1, T, H); eval mode: no dropout between layers
+            states = [y[0], *later_states(cell, x[0], y[0])]
+        parts = [states[0], *(torch.tanh(s) for s in states[1:])]
         layers.append(torch.stack(parts, dim=1))  # (T, S, H)
-        x = h
+        x = y
     return torch.stack(layers, dim=1).float()
+
+
+def stepped_states(cell, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """A cell called step by step over (T, D) ``x`` from zeros: its (T, H) outputs, and each
+    of its state tensors after every step, (T, H) each."""
+    state, outputs, states = cell.init_state(1, x), [], []
+    for t in range(len(x)):
+        y, state = cell(x[t:t + 1], state)
+        outputs.append(y)
+        states.append(state)
+    return torch.cat(outputs), [torch.cat(s) for s in zip(*states)]
 
 
 def later_states(cell, x: Tensor, h: Tensor) -> list[Tensor]:
