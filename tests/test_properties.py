@@ -53,7 +53,7 @@ def test_each_epoch_visits_every_used_token_once(n, batch, seq):
        top_p=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)))
 @settings(max_examples=300, deadline=None)
 def test_sampling_options_are_accepted_exactly_when_valid(temperature, top_k, top_p):
-    valid = (temperature > 0 and (top_k is None or top_k >= 1)
+    valid = (0 < temperature < math.inf and (top_k is None or top_k >= 1)
              and (top_p is None or 0 < top_p <= 1))
     if valid:
         SamplingConfig(temperature, top_k, top_p)
