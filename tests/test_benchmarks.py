@@ -102,3 +102,12 @@ def test_cells_benchmark_matches_parameters_and_reports_every_cell(capsys):
         assert all(rate > 0 for rate in row["chars_per_sec"].values())
     assert set(result["sampling_fp32"]) == {"lstm", "mingru", "lru"}
     assert json.loads(capsys.readouterr().out) == result
+
+
+def test_readme_tables_are_what_the_saved_results_give():
+    import readme_table
+    text = (BENCHMARKS.parent / "README.md").read_text()
+    shown = text.split(readme_table.START, 1)[1].split(readme_table.END, 1)[0].strip("\n")
+    assert shown == "\n".join(readme_table.rows()), (
+        "the README's results tables differ from benchmarks/results/*.json: run "
+        "python benchmarks/readme_table.py")
