@@ -1,8 +1,10 @@
 """LSTM vs transformer at an equal budget: each preset trained, then scored on the same val text.
 
-    python benchmarks/bench_lstm_vs_gpt.py --data ../shared/data/tinyshakespeare.txt \
+    python benchmarks/bench_lstm_vs_gpt.py \
         --save benchmarks/results/lstm_vs_gpt_tinyshakespeare.json
-    python benchmarks/bench_lstm_vs_gpt.py --data ... --bpe   # also the transformer on BPE
+    python benchmarks/bench_lstm_vs_gpt.py --bpe   # also the transformer on BPE
+
+(the built-in tinyshakespeare unless --data FILE names another text)
 
 Runs bench_quality.py once per model, one after the other on the same machine: the recurrent
 preset (shakespeare-5min, a 2x384 LSTM) and the transformer preset (gpt-5min), each about five

@@ -1,7 +1,8 @@
 """Quality per wall-clock budget: train a preset for a fixed time, evaluate on the full val split.
 
-    python benchmarks/bench_quality.py --data ../shared/data/tinyshakespeare.txt \
-        --val-frac 0.1 --test-frac 0 --budget 300 --save benchmarks/results/quality.json
+    python benchmarks/bench_quality.py --budget 300 --save benchmarks/results/quality.json
+
+(the built-in tinyshakespeare, first 90% train, last 10% val; --data FILE for another text)
 
 Prints one JSON object: val loss (nats/token: per character for the char tokenizer) and bits
 per character over every val character, training tokens/s (``train_chars_per_sec``), peak

@@ -1,4 +1,5 @@
-"""Rewrite the README's results table from the JSON files in benchmarks/results/.
+"""Rewrite the results tables from the JSON files in benchmarks/results/: the headline
+tables in README.md, every table in docs/results.md (``TARGETS``).
 
     python benchmarks/readme_table.py
 """
@@ -12,10 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def rows() -> list[str]:
-    tables = [quality_rows, lstm_vs_gpt_rows, budget_rows, throughput_rows, cells_rows,
-              sampling_rows, prefill_rows, serve_rows, ddp_rows, scheduled_sampling_rows,
-              large_corpus_rows, beam_rows, convlstm_rows]
+def rows(tables=None) -> list[str]:
+    """The tables (every one by default) as Markdown lines, a blank line between tables."""
+    if tables is None:
+        tables = [quality_rows, lstm_vs_gpt_rows, budget_rows, throughput_rows, cells_rows,
+                  sampling_rows, prefill_rows, serve_rows, ddp_rows, scheduled_sampling_rows,
+                  large_corpus_rows, beam_rows, convlstm_rows]
     out: list[str] = []
     for table in tables:
         out += table() + [""]
@@ -60,8 +63,8 @@ def budget_rows() -> list[str]:
                 else cfg["train"]["model"])
         lines.append(
             f"| `{path.name}`: `{r['preset']}`, {cfg['train']['max_time']:.0f} s of training, "
-            f"{r['wall_s']:.0f} s in all | {kind} | {r['params']:,} | {r['steps']:,} | **{r['val_loss']:.3f}** "
-            f"| {r['val_bpc']:.3f} | {machine(r)} |")
+            f"{r['wall_s']:.0f} s in all | {kind} | {r['params']:,} | {r['steps']:,} "
+            f"| **{r['val_loss']:.3f}** | {r['val_bpc']:.3f} | {machine(r)} |")
     return lines
 
 
@@ -235,12 +238,17 @@ def quality_rows() -> list[str]:
     return lines
 
 
+# file (from the repository root) -> its tables, between START and END; None: every table
+TARGETS = {"README.md": [quality_rows, lstm_vs_gpt_rows, budget_rows], "docs/results.md": None}
+
+
 def main() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(head + START + "\n" + "\n".join(rows()) + "\n" + END + tail)
+    for name, tables in TARGETS.items():
+        path = ROOT / name
+        text = path.read_text()
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        path.write_text(head + START + "\n" + "\n".join(rows(tables)) + "\n" + END + tail)
 
 
 if __name__ == "__main__":

@@ -105,9 +105,19 @@ def test_cells_benchmark_matches_parameters_and_reports_every_cell(capsys):
 
 
 def test_readme_tables_are_what_the_saved_results_give():
+    """README.md (the headline tables) and docs/results.md (every table) show exactly what
+    benchmarks/results/*.json give, and every saved result is shown somewhere."""
     import readme_table
-    text = (BENCHMARKS.parent / "README.md").read_text()
-    shown = text.split(readme_table.START, 1)[1].split(readme_table.END, 1)[0].strip("\n")
-    assert shown == "\n".join(readme_table.rows()), (
-        "the README's results tables differ from benchmarks/results/*.json: run "
-        "python benchmarks/readme_table.py")
+    assert set(readme_table.TARGETS) == {"README.md", "docs/results.md"}
+    assert readme_table.quality_rows in readme_table.TARGETS["README.md"]
+    everything = ""
+    for name, tables in readme_table.TARGETS.items():
+        text = (BENCHMARKS.parent / name).read_text()
+        assert text.count(readme_table.START) == 1 and text.count(readme_table.END) == 1, name
+        shown = text.split(readme_table.START, 1)[1].split(readme_table.END, 1)[0].strip("\n")
+        assert shown == "\n".join(readme_table.rows(tables)), (
+            f"the results tables in {name} differ from benchmarks/results/*.json: run "
+            "python benchmarks/readme_table.py")
+        everything += shown
+    for path in (BENCHMARKS / "results").glob("*.json"):
+        assert f"`{path.name}" in everything, f"{path.name} is in no results table"

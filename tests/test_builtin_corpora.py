@@ -1,4 +1,5 @@
-"""The built-in corpora behind --corpus: the table, the python-stdlib corpus, and a bad name."""
+"""The built-in corpora behind --corpus: the table, tinyshakespeare, the python-stdlib corpus,
+and a bad name."""
 
 import json
 
@@ -9,15 +10,33 @@ from rnnkit.errors import RnnkitError
 
 
 def test_every_builtin_corpus_has_one_entry():
-    assert list(shakespeare.CORPORA) == ["shakespeare", "python-stdlib"]
+    assert list(shakespeare.CORPORA) == ["tinyshakespeare", "shakespeare", "python-stdlib"]
     assert all(callable(read) for read in shakespeare.CORPORA.values())
 
 
 def test_unknown_corpus_is_one_line_listing_the_choices():
     with pytest.raises(RnnkitError) as info:
         shakespeare.corpus_bytes("milton")
-    assert str(info.value) == ("unknown corpus 'milton'; choose one of shakespeare, "
-                               "python-stdlib")
+    assert str(info.value) == ("unknown corpus 'milton'; choose one of tinyshakespeare, "
+                               "shakespeare, python-stdlib")
+
+
+# -- tinyshakespeare -----------------------------------------------------------------------------
+
+def test_tinyshakespeare_is_the_standard_file():
+    """The char-rnn benchmark text itself: its length, first and last lines, and its
+    well-known SHA-256 (checked on every read)."""
+    raw = shakespeare.corpus_bytes("tinyshakespeare")
+    assert len(raw) == 1_115_394
+    assert raw.startswith(b"First Citizen:\nBefore we proceed any further, hear me speak.")
+    assert raw.endswith(b"Whiles thou art waking.\n")
+    assert len(set(raw.decode("utf-8"))) == 65  # char-rnn's 65-character vocabulary
+
+
+def test_a_damaged_tinyshakespeare_is_refused(monkeypatch):
+    monkeypatch.setattr(shakespeare, "TINY_SHA256", "0" * 64)
+    with pytest.raises(RnnkitError, match="damaged; reinstall rnnkit"):
+        shakespeare.corpus_bytes("tinyshakespeare")
 
 
 # -- python-stdlib -------------------------------------------------------------------------------

@@ -12,15 +12,6 @@ from rnnkit.training.config import build_configs, preset_names, read_toml
 TINY = ["--preset", "tiny", "--max-steps", "20", "--eval-every", "10", "--seq-length", "16"]
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from pathlib import Path
-    hamlet = Path(__file__).parent / "fixtures" / "hamlet_excerpt.txt"
-    out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train", "--data", str(hamlet), "--out", str(out), *TINY]) == 0
-    return out
-
-
 def error_of(capsys, argv) -> str:
     code = main(argv)
     err = capsys.readouterr().err.strip()

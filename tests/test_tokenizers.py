@@ -127,7 +127,7 @@ def test_train_sample_and_eval_with_each_tokenizer(tmp_path, hamlet, capsys, kin
     assert main(["train", "--preset", "tiny", "--data", str(hamlet), "--out", str(run),
                  "--tokenizer", kind, "--mode", mode, "--max-steps", "4", "--eval-every",
                  "4"]) == 0
-    assert json.loads((run / "data" / "vocab.json").read_text())["type"] == kind
+    assert json.loads((run / "last.json").read_text())["vocab"]["type"] == kind
     capsys.readouterr()
     assert main(["sample", str(run), "--prime-text", "Who's there", "--length", "20"]) == 0
     assert capsys.readouterr().out.startswith("Who's there")

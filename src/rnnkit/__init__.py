@@ -23,8 +23,7 @@ from .models import (
 )
 from .tasks import DecodeSettings
 from .training.config import TrainConfig
-
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401 (rnnkit.__version__)
 
 __all__ = ["BiRecurrent", "Bidirectional", "CharLM", "CharLMConfig", "CharVocab",
            "ClassifierConfig", "DecodeSettings", "GRUCell", "LSTMCell", "RNNCell", "Recurrent",

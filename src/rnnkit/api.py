@@ -61,9 +61,11 @@ def configs(preset: str | None = None, config_file: str | None = None, model: di
 
 
 def load(checkpoint: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, object, dict]:
-    """(model in eval mode, vocab, meta) from a run folder or a .pt checkpoint. The vocab is
-    a CharVocab (lm), {"source", "target"} TokenVocabs (pair tasks) or the class names
-    (vision tasks); ``meta["kind"]`` names the model."""
+    """(model in eval mode, vocab, meta) from a run folder, a .pt or .safetensors checkpoint,
+    or a Hugging Face folder (a GPT-2's, or one ``rnnkit export --format hf`` wrote). The
+    vocab is the tokenizer (lm: a CharVocab, or one of data/tokenizers.py), {"source",
+    "target"} TokenVocabs (pair tasks) or the class names (vision tasks); ``meta["kind"]``
+    names the model."""
     dev = resolve_device(device)
     payload = load_checkpoint(checkpoint, map_location=dev)
     model, vocab, _ = model_from_checkpoint(payload)
@@ -211,12 +213,13 @@ def check_precision(precision: str, device: torch.device, model=None) -> None:
 def evaluate(checkpoint: str | Path, data: str | None = None, split: str | None = None,
              batch_size: int | None = None, device: str = "cpu", free_running: bool = False,
              prefix: int = 10, continuation: int = 50, max_cases: int = 1000,
-             beam: int = 1) -> dict:
+             beam: int = 1, encoding: str | None = None) -> dict:
     """The task's metrics on a split of the run's own data (or of ``data``): for a language
     model {"loss" (nats/token), "bpc", "perplexity", "tokens", "chars"}, for a pair or vision
     task its loss and metrics (seq2seq and captions decoded with a ``beam``; 1: greedy).
 
     The text defaults to the run's own training data; it is split with the run's fractions.
+    ``encoding``: the character encoding of ``data`` (None: the run's).
     ``free_running`` adds "exposure_bias": greedy continuations after ``prefix`` true tokens
     (to the end of each line, or ``continuation`` characters in stream mode) scored against
     the teacher-forced predictions of the same positions (see tasks/free_running.py).
@@ -224,7 +227,7 @@ def evaluate(checkpoint: str | Path, data: str | None = None, split: str | None 
     model, vocab, meta = load(checkpoint, device)
     cfg = TrainConfig(**meta["config"]["train"])
     request = EvalRequest(data, split, batch_size, beam, free_running, prefix, continuation,
-                          max_cases)
+                          max_cases, encoding)
     return task_of_kind(meta["kind"]).evaluate(model, vocab, meta, cfg, request)
 
 

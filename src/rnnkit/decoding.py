@@ -116,7 +116,8 @@ def draw(probs: Tensor, u: Tensor) -> Tensor:
 
 def prompt_ids(vocab: CharVocab, prime_text: str) -> list[int]:
     """Token ids that start generation: <bos> + prompt in lines mode; in stream mode the prompt,
-    or a newline (a plausible start of text) when there is none."""
+    or, when there is none, the tokenizer's own start of text (GPT-2's <|endoftext|>) or a
+    newline (a plausible start of text)."""
     unknown = vocab.unknown_in(prime_text)
     if unknown:
         raise RnnkitError(f"--prime-text has character(s) outside the model's vocabulary: "
@@ -126,6 +127,8 @@ def prompt_ids(vocab: CharVocab, prime_text: str) -> list[int]:
         return [vocab.id_of(BOS)] + ids
     if ids:
         return ids
+    if getattr(vocab, "start_id", None) is not None:
+        return [vocab.start_id]
     return [int(vocab.encode("\n")[-1])] if not vocab.unknown_in("\n") else [0]
 
 

@@ -12,11 +12,23 @@ import os
 import sys
 
 from ..errors import RnnkitError
-from . import demo, evaluate, export, plot, predict, sample, serve, train, visualize
+from ..version import __version__
+from . import (
+    completion,
+    demo,
+    evaluate,
+    export,
+    plot,
+    predict,
+    sample,
+    serve,
+    train,
+    visualize,
+)
 
 COMMANDS = {"train": train, "sample": sample, "predict": predict, "eval": evaluate,
             "export": export, "demo": demo, "serve": serve, "visualize": visualize,
-            "plot": plot}
+            "plot": plot, "completion": completion}
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,15 +40,26 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="rnnkit", description=(
-        "Recurrent sequence models: language models, seq2seq, classifiers and taggers. Train "
-        "them, sample from them, predict with them, evaluate them."))
+        "Recurrent sequence models on PyTorch: character and token language models (LSTM, "
+        "GRU, vanilla RNN, parallel-scan cells, a transformer baseline, GPT-2 checkpoints), "
+        "seq2seq with attention and beam search, sequence classifiers, bidirectional taggers, "
+        "and image and video models (activity recognition, captioning, ConvLSTM frame "
+        "prediction). Train them, sample from them, predict with them, evaluate them, serve "
+        "them in a browser and export them."))
+    parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         doc = module.__doc__.strip()
-        p = sub.add_parser(name, help=doc.splitlines()[0], description=doc,
+        p = sub.add_parser(name, help=summary(doc), description=doc,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(root_parser=parser)  # for rnnkit completion, which describes it all
         module.add_arguments(p)
     return parser
+
+
+def summary(doc: str) -> str:
+    """A command's line in ``rnnkit --help``: its docstring's first paragraph, one sentence."""
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 def main(argv: list[str] | None = None) -> int:

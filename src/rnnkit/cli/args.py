@@ -14,7 +14,8 @@ from ..models import DATA_SIZES
 
 # char-rnn's flag names where ours differ from the dataclass field
 FLAG_NAMES = {"hidden_size": "rnn-size"}
-METAVARS = {int: "N", float: "F", str: "S"}
+METAVARS = {int: "N", float: "F", str: "S", "data": "FILE", "init_from": "RUN_DIR|CHECKPOINT",
+            "tensorboard": "DIR", "encoding": "CODEC", "corpus": "NAME"}
 
 
 @cache
@@ -54,16 +55,23 @@ def add_dataclass_arguments(parser, classes, section: str) -> None:
             if f.name not in seen:
                 seen.add(f.name)
                 help = f"{field_docs(cls).get(f.name, '')} ({defaults_text(f.name, by_task)})"
+                help = help.replace("%", "%%")  # argparse formats help with %
                 add_field(group, f.name, get_type_hints(cls)[f.name], help, section,
                           f.metadata)
 
 
 def defaults_text(name: str, by_task: dict) -> str:
-    """"default: X", or "defaults: lm 256, frames 64" when the tasks' defaults differ."""
+    """"default: X", or "defaults: lm 256, frames 64" when the tasks' defaults differ; a
+    field's ``metadata["default_text"]`` where its default depends on other settings."""
     values = {task: f.default for task, cls in by_task.items() for f in fields(cls)
               if f.name == name}
+    texts = {f.metadata["default_text"] for cls in by_task.values() for f in fields(cls)
+             if f.name == name and "default_text" in f.metadata}
+    if texts:
+        return f"default: {texts.pop()}"
     if len(set(map(repr, values.values()))) == 1:
-        return f"default: {next(iter(values.values()))}"
+        value = next(iter(values.values()))
+        return "default: not set" if value is None else f"default: {value}"
     return "defaults: " + ", ".join(f"{task} {value}" for task, value in values.items())
 
 
@@ -75,9 +83,12 @@ def add_field(group, name: str, hint, help: str, section: str,
         group.add_argument(flag, dest=f"{section}.{name}", default=argparse.SUPPRESS,
                            action=argparse.BooleanOptionalAction, help=help)
         return
+    # metadata["const"]: the value of the flag given alone (--tensorboard [DIR])
+    given_alone = metadata and "const" in metadata
+    optional = {"nargs": "?", "const": metadata["const"]} if given_alone else {}
     group.add_argument(flag, dest=f"{section}.{name}", type=kind, choices=choices,
-                       default=argparse.SUPPRESS, help=help,
-                       metavar=None if choices else "FILE" if name == "data" else METAVARS[kind])
+                       default=argparse.SUPPRESS, help=help, **optional,
+                       metavar=None if choices else METAVARS.get(name, METAVARS[kind]))
 
 
 def overrides(args: argparse.Namespace) -> dict:

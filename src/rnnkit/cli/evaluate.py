@@ -1,5 +1,7 @@
-"""Evaluate a model: a language model's loss (nats/char, bits/char, perplexity) on a split of
-a text, or a pair task's metrics on a TSV file.
+"""Evaluate a model on held-out data.
+
+A language model's loss (nats per token, bits per character, perplexity) on a split of a
+text, or a pair or vision task's metrics on its data.
 
 examples:
   rnnkit eval runs/shakespeare                       # the run's own val split
@@ -14,31 +16,39 @@ import math
 
 from ..api import evaluate
 from ..errors import RnnkitError
+from ..training.config import check_encoding
+from ..training.precision import DEVICE_HELP, DEVICES
 
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("--data", default=None, metavar="FILE",
                    help="text (or TSV file) to evaluate on (default: the run's training data)")
+    p.add_argument("--encoding", default=None, metavar="CODEC",
+                   help="the --data file's character encoding, such as latin-1 or cp1252 "
+                        "(default: the run's --encoding, utf-8 unless it was trained with one)")
     p.add_argument("--split", default=None, choices=("val", "test", "all"),
                    help="part of the data, cut with the run's --val-frac/--test-frac (default: "
                         "val; for a pair task given another --data file, all of it)")
-    p.add_argument("--batch-size", type=int, default=None, help="parallel streams/lines")
-    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="parallel streams or lines per batch (default: the run's, at most 16 "
+                        "streams)")
+    p.add_argument("--device", default="cpu", choices=DEVICES,
+                   help=f"{DEVICE_HELP} (default: cpu)")
     p.add_argument("--json", action="store_true",
                    help="print one strict JSON object; a metric that is not a finite number "
                         "(NaN, inf) is written as null")
-    p.add_argument("--beam", type=int, default=1,
+    p.add_argument("--beam", type=int, default=1, metavar="K",
                    help="seq2seq and captions: decode with this beam width (default 1: greedy)")
     free = p.add_argument_group("exposure bias")
     free.add_argument("--free-running", action="store_true",
                       help="also score greedy continuations that read the model's own outputs, "
                            "beside the teacher-forced predictions of the same positions")
-    free.add_argument("--prefix", type=int, default=10,
+    free.add_argument("--prefix", type=int, default=10, metavar="N",
                       help="true tokens given before each continuation (default 10)")
-    free.add_argument("--continuation", type=int, default=50,
-                      help="stream mode: characters to continue (default 50)")
-    free.add_argument("--max-cases", type=int, default=1000,
+    free.add_argument("--continuation", type=int, default=50, metavar="N",
+                      help="stream mode: tokens to continue (default 50)")
+    free.add_argument("--max-cases", type=int, default=1000, metavar="N",
                       help="held-out lines or windows to score (default 1000)")
 
 
@@ -46,8 +56,14 @@ def run(args) -> int:
     if args.batch_size is not None and args.batch_size < 1 or args.beam < 1:
         raise RnnkitError(f"--batch-size and --beam must be >= 1, got {args.batch_size} and "
                           f"{args.beam}")
+    if args.encoding is not None:
+        try:
+            check_encoding(args.encoding)
+        except ValueError as e:
+            raise RnnkitError(f"--{e}") from None
     r = evaluate(args.checkpoint, args.data, args.split, args.batch_size, args.device,
-                 args.free_running, args.prefix, args.continuation, args.max_cases, args.beam)
+                 args.free_running, args.prefix, args.continuation, args.max_cases, args.beam,
+                 args.encoding)
     if args.json:
         print(json.dumps(finite_or_null(r), allow_nan=False))
         return 0

@@ -1,5 +1,7 @@
-"""Predict with a seq2seq, classifier or tagger model (one output line per input line), or
-with an image or video model (activity labels, captions, forecast frames as PNG and GIF).
+"""Predict with a seq2seq, classifier, tagger, image or video model.
+
+Text models write one output line per input line; image and video models write activity
+labels, captions, or forecast frames as PNG and GIF.
 
 examples:
   rnnkit predict runs/translate --input sources.txt               # greedy decoding
@@ -27,6 +29,7 @@ from ..fileio import atomic_write_bytes
 from ..limits import check_seed
 from ..tasks import DecodeSettings, PredictRequest, task_of_kind
 from ..training.config import TrainConfig
+from ..training.precision import DEVICE_HELP, DEVICES
 
 # Decoding a row runs until <eos> or --max-length: a model that never says <eos> would run
 # (and hold its output) as long as asked. Outputs are a sentence or a caption, far shorter.
@@ -45,7 +48,8 @@ def add_arguments(p) -> None:
     p.add_argument("--count", type=int, default=8,
                    help="vision models without --input: generated test examples (default 8)")
     p.add_argument("--batch-size", type=int, default=64, help="inputs per batch (default 64)")
-    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="cpu", choices=DEVICES,
+                   help=f"{DEVICE_HELP} (default: cpu)")
     s = p.add_argument_group("seq2seq decoding (default: greedy)")
     s.add_argument("--beam", type=int, default=1, help="beam width (default 1: greedy)")
     s.add_argument("--n-best", type=int, default=1, help="hypotheses per input (<= --beam)")

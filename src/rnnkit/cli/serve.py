@@ -28,6 +28,7 @@ from ..api import load, require_lm
 from ..errors import RnnkitError
 from ..limits import set_threads
 from ..serve.units import require_recurrent_chars
+from ..training.precision import DEVICE_HELP, DEVICES
 
 
 def add_arguments(p) -> None:
@@ -56,7 +57,8 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: as fast as 2 for the playground's steps on a "
                         "2-core machine, and it leaves the server a core)")
-    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="cpu", choices=DEVICES,
+                   help=f"{DEVICE_HELP} (default: cpu)")
 
 
 def run(args) -> int:

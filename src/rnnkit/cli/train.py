@@ -1,5 +1,8 @@
-"""Train a model into a run folder: a character-level language model (--task lm, the default),
-or a seq2seq, classifier or tagger on a TSV file of input<TAB>output lines.
+"""Train a model into a run folder.
+
+A language model of a text (--task lm, the default; characters, bytes, words or BPE tokens;
+recurrent or --model gpt), a seq2seq, classifier or tagger on a TSV file of input<TAB>output
+lines, or an image or video model (activity, caption, frames).
 
 examples:
   rnnkit train --preset shakespeare-5min --out runs/shakespeare
@@ -13,10 +16,13 @@ examples:
   rnnkit train --task frames --out runs/frames --arch convlstm --max-time 600
   rnnkit train --out runs/mine --resume                 # continue an interrupted run
   rnnkit train --out runs/mine --resume --max-steps 8000  # extend a finished one
-  rnnkit train --data input.txt --out runs/ddp --nproc 2  # 2 processes, DDP (see README)
+  rnnkit train --data input.txt --out runs/ddp --nproc 2  # 2 processes, DDP (docs/distributed.md)
+  rnnkit train --data mine.txt --out runs/tuned --init-from runs/shakespeare  # fine-tune
+  rnnkit train --data input.txt --out runs/mine --keep-checkpoints 5 --tensorboard
 
 Settings come from the dataclass defaults, then --preset or --config, then (with --resume)
-the run's config.json, then the flags given here.
+the run's config.json, then the flags given here. With --init-from, the model's settings (and
+its task, --model, --tokenizer and --mode) come from that checkpoint instead of the preset.
 """
 
 from __future__ import annotations
@@ -39,8 +45,9 @@ from ..training.config import (
     read_toml,
 )
 from ..training.distributed import backend_for, check_batch, launched_rank, launched_world_size
+from ..training.init_from import init_layers
 from ..training.loop import COMPILE_WITH_DDP, train
-from .args import add_dataclass_arguments, as_flags, overrides
+from .args import FLAG_NAMES, add_dataclass_arguments, as_flags, overrides
 
 # exit codes of a training process that printed its own "rnnkit: error:" line
 OWN_MESSAGE_CODES = (1, 2, 130)
@@ -64,6 +71,10 @@ def add_arguments(p) -> None:
     add_dataclass_arguments(p, TrainConfig, "train")
 
 
+def flag_name(setting: str) -> str:
+    return "--" + FLAG_NAMES.get(setting, setting.replace("_", "-"))
+
+
 def saved_config(out: Path) -> dict:
     path = out / "config.json"
     if not path.is_file():
@@ -84,6 +95,9 @@ def run(args) -> int:
         if args.resume:
             layers.append(saved_config(out))
         model_cfg, cfg = build_configs(*layers, overrides(args))
+        if cfg.init_from is not None and not args.resume:  # the model comes from there
+            layers = init_layers(cfg.init_from, layers, overrides(args), flag_name)
+            model_cfg, cfg = build_configs(*layers)
     except RnnkitError:
         if launched_rank() > 0:  # every rank finds the same problem: rank 0 reports it
             raise SystemExit(0) from None

@@ -26,6 +26,7 @@ from ..errors import RnnkitError
 from ..fileio import atomic_write_bytes
 from ..serve.units import check_text, collect, require_recurrent_chars
 from ..serve.visualize import render_html, render_png, unit_views
+from ..training.precision import DEVICE_HELP, DEVICES
 
 
 def add_arguments(p) -> None:
@@ -40,7 +41,8 @@ def add_arguments(p) -> None:
     p.add_argument("--max-chars", type=int, default=3000,
                    help="read at most this many characters of the text (default 3000)")
     p.add_argument("--force", action="store_true", help="replace existing output files")
-    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="cpu", choices=DEVICES,
+                   help=f"{DEVICE_HELP} (default: cpu)")
 
 
 def run(args) -> int:

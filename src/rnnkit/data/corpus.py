@@ -1,11 +1,16 @@
 """Text files to a cached numpy memmap of token ids, and the train/val/test split.
 
-A prepared corpus lives in a cache folder (``RUN_DIR/data`` for training):
+A prepared corpus lives in a cache folder:
     tokens.bin   token ids, the smallest unsigned dtype that fits the vocabulary
     vocab.json   the tokenizer (CharVocab, or one of data/tokenizers.py)
-    meta.json    source name, sha256 of the source bytes, mode, tokenizer, dtype, length
-It is rebuilt when the source's bytes, the mode or the tokenizer change. In lines mode every
-newline becomes <eos>.
+    meta.json    source name, sha256 of the source bytes, mode, tokenizer, encoding, dtype, length
+It is rebuilt when the source's bytes, the mode, the tokenizer or the encoding change. In lines
+mode every newline becomes <eos>.
+
+Training uses the shared cache (``shared_corpus``): one folder per prepared form of a text,
+named by its content hash, under ``RNNKIT_CACHE`` (default ``~/.cache/rnnkit``), so runs on the
+same text prepare it once. Folders are built under a temporary name and renamed into place, so
+runs that start together never read a half-written one.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ import codecs
 import hashlib
 import itertools
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import RnnkitError
+from ..errors import RnnkitError, UnseenTokens
 from ..fileio import atomic_write, atomic_write_json, input_file
 from . import tokenizers
 from .vocab import BOS, EOS, CharVocab, codepoints
@@ -60,21 +68,36 @@ def drop_empty_lines(cps: np.ndarray, after_newline: bool) -> tuple[np.ndarray, 
     return cps[~(newline & previous)], bool(newline[-1])
 
 
-def code_points(source: Source, name: str, mode: str):
-    """The text's code points, chunk by chunk, checked and normalised: UTF-8 only, no NUL
-    bytes, no BOM, \\n line ends; in lines mode no empty lines and a final newline."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
+def ascii_based(encoding: str) -> bool:
+    """Whether the encoding writes ASCII as single bytes (so a NUL byte means binary data);
+    UTF-16 and UTF-32 hold NUL bytes in every line."""
+    return "\n".encode(encoding) == b"\n"
+
+
+def decode_error(what: str, encoding: str) -> RnnkitError:
+    """``what`` ("FILE (bad byte at offset N)") does not decode: one line with the fix."""
+    if codecs.lookup(encoding).name == "utf-8":
+        return RnnkitError(f"{what} is not valid UTF-8; pass its encoding (--encoding latin-1, "
+                           "cp1252, ...) or convert it first")
+    return RnnkitError(f"{what} is not valid {encoding}; check --encoding")
+
+
+def code_points(source: Source, name: str, mode: str, encoding: str = "utf-8"):
+    """The text's code points, chunk by chunk, checked and normalised: decoded from
+    ``encoding``, no NUL bytes (in ASCII-based encodings), no BOM, \\n line ends; in lines mode
+    no empty lines and a final newline."""
+    decoder = codecs.getincrementaldecoder(encoding)()
     offset, carry, after_newline, last, any_text, at_start = 0, "", True, NEWLINE, False, True
     for raw in itertools.chain(byte_chunks(source), [b""]):  # b"": flush the decoder
-        if offset == 0 and b"\x00" in raw[:1 << 20]:
-            raise RnnkitError(f"{name} looks binary (it holds NUL bytes); give a UTF-8 text file")
+        if offset == 0 and ascii_based(encoding) and b"\x00" in raw[:1 << 20]:
+            raise RnnkitError(f"{name} looks binary (it holds NUL bytes); give a text file, "
+                              "or its --encoding if it is UTF-16 or UTF-32")
         buffered = len(decoder.getstate()[0])  # bytes of a character split across reads
         try:
             text = carry + decoder.decode(raw, final=not raw)
         except UnicodeDecodeError as e:
             at = offset - buffered + e.start
-            raise RnnkitError(f"{name} is not valid UTF-8 (bad byte at offset {at}); convert it "
-                              "first, e.g. iconv -f latin1 -t utf-8") from None
+            raise decode_error(f"{name} (bad byte at offset {at})", encoding) from None
         if at_start and text:  # the first decoded character may be a byte-order mark
             text, at_start = text.removeprefix("\ufeff"), False
         offset += len(raw)
@@ -93,12 +116,12 @@ def code_points(source: Source, name: str, mode: str):
         yield np.array([NEWLINE], dtype=np.uint32)
 
 
-def text_units(source: Source, name: str, mode: str):
+def text_units(source: Source, name: str, mode: str, encoding: str = "utf-8"):
     """The text as lists of pieces that encode independently (for the tokenizers that read
     more than one character at a time): whole lines without their newline in lines mode,
     else chunks cut where a token always ends (tokenizers.safe_cut)."""
     carry = ""
-    for cps in code_points(source, name, mode):
+    for cps in code_points(source, name, mode, encoding):
         text = carry + cps.astype("<u4").tobytes().decode("utf-32-le")
         if mode == "lines":
             *lines, carry = text.split("\n")
@@ -111,14 +134,15 @@ def text_units(source: Source, name: str, mode: str):
         yield [carry]
 
 
-def build_vocab(source: Source, name: str, mode: str, tokenizer: str = "char", size: int = 0):
+def build_vocab(source: Source, name: str, mode: str, tokenizer: str = "char", size: int = 0,
+                encoding: str = "utf-8"):
     """One pass over the text for its vocabulary (newlines become <eos> in lines mode)."""
     specials = (BOS, EOS) if mode == "lines" else ()
     if tokenizer != "char":
-        pieces = (t for units in text_units(source, name, mode) for t in units)
+        pieces = (t for units in text_units(source, name, mode, encoding) for t in units)
         return tokenizers.build_tokenizer(tokenizer, size, pieces, specials)
     present = np.zeros(0x110000, dtype=bool)  # one flag per possible code point
-    for cps in code_points(source, name, mode):
+    for cps in code_points(source, name, mode, encoding):
         present[cps] = True
     seen = np.flatnonzero(present).astype(np.uint32)
     if mode == "lines":
@@ -126,13 +150,13 @@ def build_vocab(source: Source, name: str, mode: str, tokenizer: str = "char", s
     return CharVocab.from_codepoints(seen, specials)
 
 
-def encoded_chunks(source: Source, name: str, mode: str, vocab):
+def encoded_chunks(source: Source, name: str, mode: str, vocab, encoding: str = "utf-8"):
     """Token ids, chunk by chunk; every character must be in ``vocab``."""
     if vocab.kind != "char":
-        yield from encoded_units(source, name, mode, vocab)
+        yield from encoded_units(source, name, mode, vocab, encoding)
         return
     dtype = vocab.token_dtype()
-    for cps in code_points(source, name, mode):
+    for cps in code_points(source, name, mode, encoding):
         newline = cps == NEWLINE if mode == "lines" else np.zeros(len(cps), dtype=bool)
         check_known(vocab, cps[~newline], name)
         ids = np.empty(len(cps), dtype=dtype)
@@ -142,9 +166,9 @@ def encoded_chunks(source: Source, name: str, mode: str, vocab):
         yield ids
 
 
-def encoded_units(source: Source, name: str, mode: str, vocab):
+def encoded_units(source: Source, name: str, mode: str, vocab, encoding: str = "utf-8"):
     eos = vocab.id_of(EOS) if mode == "lines" else None
-    for units in text_units(source, name, mode):
+    for units in text_units(source, name, mode, encoding):
         unknown = vocab.unknown_in("".join(units))
         if unknown:
             raise_unknown(unknown, name)
@@ -166,8 +190,8 @@ def check_known(vocab: CharVocab, cps: np.ndarray, what: str) -> None:
 
 def raise_unknown(unknown: list[str], what: str):
     shown = "".join(unknown[:20])
-    raise RnnkitError(f"{what} has {len(unknown)} character(s) outside the model's "
-                      f"vocabulary: {shown!r}; use only characters seen in training")
+    raise UnseenTokens(what, unknown, f"{what} has {len(unknown)} character(s) outside the "
+                       f"model's vocabulary: {shown!r}; use only characters seen in training")
 
 
 @dataclass
@@ -199,39 +223,94 @@ def line_end_from(tokens: np.ndarray, pos: int, eos: int) -> int:
 
 
 def prepare_corpus(source: Source, name: str, mode: str, cache_dir: str | Path,
-                   vocab=None, tokenizer: tuple[str, int] = ("char", 0)) -> Corpus:
+                   vocab=None, tokenizer: tuple[str, int] = ("char", 0),
+                   encoding: str = "utf-8", sha: str | None = None) -> Corpus:
     """Load the cached encoding of ``source`` from ``cache_dir``, or build and cache it.
 
     ``tokenizer`` is (kind, size) of data/tokenizers.py, used when no ``vocab`` is given.
-    The source is hashed (one read) to check the cache; building reads it twice more
-    (the vocabulary, then ids), each time in CHUNK-sized pieces, so a corpus
-    larger than memory prepares in flat memory and ends up as a memmap.
+    The source is hashed (one read, unless ``sha`` is given) to check the cache; building
+    reads it twice more (the vocabulary, then ids), each time in CHUNK-sized pieces, so a
+    corpus larger than memory prepares in flat memory and ends up as a memmap.
     """
     cache = Path(cache_dir)
-    sha = digest(source)
+    sha = sha or digest(source)
     meta_path = cache / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    wanted = {"sha256": sha, "mode": mode, "tokenizer": list(tokenizer)}
-    # caches written before the tokenizer choice hold characters
+    wanted = {"sha256": sha, "mode": mode, "tokenizer": list(tokenizer), "encoding": encoding}
+    # caches written before the tokenizer and encoding choices hold UTF-8 characters
     saved = {"sha256": meta.get("sha256"), "mode": meta.get("mode"),
-             "tokenizer": meta.get("tokenizer", ["char", 0])}
+             "tokenizer": meta.get("tokenizer", ["char", 0]),
+             "encoding": meta.get("encoding", "utf-8")}
     if saved != wanted:
-        vocab = vocab or build_vocab(source, name, mode, *tokenizer)
-        meta = write_cache(source, name, mode, vocab, cache) | wanted
+        vocab = vocab or build_vocab(source, name, mode, *tokenizer, encoding)
+        meta = write_cache(source, name, mode, vocab, cache, encoding) | wanted
         atomic_write_json(meta_path, meta)
     cached_vocab = tokenizers.from_json(json.loads((cache / "vocab.json").read_text()))
     tokens = np.memmap(cache / "tokens.bin", dtype=meta["dtype"], mode="r")
     return Corpus(tokens, cached_vocab, mode)
 
 
-def write_cache(source: Source, name: str, mode: str, vocab, cache: Path) -> dict:
+def cache_root() -> Path:
+    """Where prepared corpora are shared: $RNNKIT_CACHE, else $XDG_CACHE_HOME/rnnkit, else
+    ~/.cache/rnnkit."""
+    if os.environ.get("RNNKIT_CACHE"):
+        return Path(os.environ["RNNKIT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rnnkit"
+
+
+def shared_corpus(source: Source, name: str, mode: str, vocab=None,
+                  tokenizer: tuple[str, int] = ("char", 0), encoding: str = "utf-8") -> Corpus:
+    """``prepare_corpus`` in the shared cache: a folder per text (its SHA-256), mode,
+    tokenizer and encoding, and per vocabulary when one is imposed (a resumed or fine-tuned
+    run) that differs from the one the text itself gives."""
+    sha = digest(source)
+    kind, size = tokenizer
+    folder = cache_root() / f"{sha[:32]}-{mode}-{kind}{size or ''}-{codecs.lookup(encoding).name}"
+    if vocab is not None and not same_vocab(folder, vocab):
+        imposed = json.dumps(vocab.to_json(), sort_keys=True).encode()
+        folder = folder.with_name(f"{folder.name}-v{hashlib.sha256(imposed).hexdigest()[:16]}")
+    if not (folder / "meta.json").is_file():
+        build_in_place(folder, lambda tmp: prepare_corpus(source, name, mode, tmp, vocab,
+                                                          tokenizer, encoding, sha))
+    return prepare_corpus(source, name, mode, folder, vocab, tokenizer, encoding, sha)
+
+
+def same_vocab(folder: Path, vocab) -> bool:
+    path = folder / "vocab.json"
+    return path.is_file() and tokenizers.from_json(json.loads(path.read_text())) == vocab
+
+
+def build_in_place(folder: Path, build) -> None:
+    """Build a cache folder under a temporary name beside it, then rename it into place; when
+    another process got there first, keep its folder (the same content) and drop ours."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as e:
+        raise RnnkitError(f"cannot write prepared data in the cache folder {folder.parent} "
+                          f"({e.strerror}); set RNNKIT_CACHE to a folder you can write to"
+                          ) from None
+    try:
+        build(tmp)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_cache(source: Source, name: str, mode: str, vocab, cache: Path,
+                encoding: str = "utf-8") -> dict:
     """Write tokens.bin and vocab.json; returns the rest of meta.json."""
     cache.mkdir(parents=True, exist_ok=True)
     length = 0
 
     def write(f):
         nonlocal length
-        for ids in encoded_chunks(source, name, mode, vocab):
+        for ids in encoded_chunks(source, name, mode, vocab, encoding):
             f.write(ids.tobytes())
             length += len(ids)
 
@@ -240,7 +319,7 @@ def write_cache(source: Source, name: str, mode: str, vocab, cache: Path) -> dic
     return {"source": name, "dtype": np.dtype(vocab.token_dtype()).name, "length": length}
 
 
-def encode_file(source: Source, name: str, mode: str, vocab) -> Corpus:
+def encode_file(source: Source, name: str, mode: str, vocab, encoding: str = "utf-8") -> Corpus:
     """Encode text with an existing vocabulary, in memory (for ``rnnkit eval`` on new files)."""
-    ids = np.concatenate(list(encoded_chunks(source, name, mode, vocab)))
+    ids = np.concatenate(list(encoded_chunks(source, name, mode, vocab, encoding)))
     return Corpus(ids, vocab, mode)

@@ -21,6 +21,7 @@ import torch
 from ..errors import RnnkitError
 from ..fileio import input_file
 from .batching import IGNORE
+from .corpus import ascii_based, decode_error
 from .tokenizers import TextSplitter
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
@@ -80,20 +81,31 @@ class Example:
     target_text: str = ""
 
 
-def read_lines(path: str | Path) -> list[tuple[int, str, str]]:
+def read_lines(path: str | Path, encoding: str = "utf-8") -> list[tuple[int, str, str]]:
     """(line number, left, right) for every non-blank line of a two-field TSV file."""
     p = input_file(path)
     raw = p.read_bytes()
-    if b"\x00" in raw:
-        raise RnnkitError(f"{p} looks binary (it holds NUL bytes); give a UTF-8 TSV file")
+    if ascii_based(encoding) and b"\x00" in raw:
+        raise RnnkitError(f"{p} looks binary (it holds NUL bytes); give a text TSV file, or "
+                          "its --encoding if it is UTF-16 or UTF-32")
     rows = []
-    for n, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
-        text = decode_line(line, p, n).rstrip("\r")
+    for n, text in enumerate(decode_text(raw, p, encoding).split("\n"), start=1):
+        text = text.rstrip("\r")
         if text.strip():
             rows.append(split_fields(text, p, n))
     if not rows:
         raise RnnkitError(f"{p} holds no examples; give lines of source<TAB>target")
     return rows
+
+
+def decode_text(raw: bytes, path: Path, encoding: str = "utf-8") -> str:
+    """The file's text without a byte-order mark; a bad byte is one error line that names
+    its line."""
+    try:
+        return raw.decode(encoding).removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        n = raw[:e.start].count(b"\n") + 1
+        raise decode_error(f"{path} line {n}", encoding) from None
 
 
 def decode_line(line: bytes, path: Path, n: int) -> str:

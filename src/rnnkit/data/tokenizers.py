@@ -9,6 +9,9 @@ sampler and the checkpoints take any of them (``--tokenizer``):
           bits per character stay comparable with the character models
     bpe   byte-level BPE trained on the training text with Hugging Face ``tokenizers`` (the
           ``bpe`` extra), offline; its merges are saved in vocab.json beside the weights
+    gpt2  a Hugging Face byte-level BPE tokenizer read as it is (GPT-2's 50,257 tokens, with
+          <|endoftext|>), from tokenizer.json or vocab.json + merges.txt: the vocabulary of a
+          GPT-2 folder (models/hf_gpt2.py); never trained here, so no --tokenizer choice
 Ids 0..S-1 are the special tokens (lines mode: <bos>, <eos>) in every tokenizer; the text
 itself can never produce them, whatever it contains.
 """
@@ -160,12 +163,12 @@ def byte_alphabet() -> dict[str, int]:
     return table
 
 
-def hf_tokenizers():
+def hf_tokenizers(what: str = "--tokenizer bpe"):
     try:
         import tokenizers
     except ImportError:
-        raise RnnkitError("--tokenizer bpe needs Hugging Face tokenizers: "
-                          "pip install 'rnnkit[bpe]'") from None
+        raise RnnkitError(f"{what} needs Hugging Face tokenizers: pip install tokenizers "
+                          "(or pip install 'rnnkit[bpe]')") from None
     return tokenizers
 
 
@@ -216,7 +219,70 @@ class BPEVocab(PieceVocab):
         return cls(json.dumps(d["tokenizer"]), d["specials"])
 
 
-CLASSES = {"char": CharVocab, "byte": ByteVocab, "word": WordVocab, "bpe": BPEVocab}
+class GPT2Vocab(BPEVocab):
+    """A Hugging Face byte-level BPE tokenizer as it is: GPT-2's, or any other saved as
+    tokenizer.json. Its ids are the tokenizer's own (no specials before them), and its added
+    tokens (<|endoftext|>) stand for their text, as the tokenizer's ``decode`` shows them.
+
+    Args:
+        serialized: the tokenizer as JSON text (what tokenizer.json holds).
+    """
+
+    kind = "gpt2"
+
+    def __init__(self, serialized: str):
+        self.serialized = serialized
+        self.tok = hf_tokenizers("a GPT-2 tokenizer").Tokenizer.from_str(serialized)
+        added = {t.content for t in self.tok.get_added_tokens_decoder().values()}
+        alphabet = byte_alphabet()
+        pieces = [b""] * self.tok.get_vocab_size(with_added_tokens=True)
+        for token, i in self.tok.get_vocab(with_added_tokens=True).items():
+            if token in added or any(c not in alphabet for c in token):
+                pieces[i] = token.encode("utf-8")  # an added token is its text, not bytes
+            else:
+                pieces[i] = bytes(alphabet[c] for c in token)
+        PieceVocab.__init__(self, pieces)
+
+    @classmethod
+    def from_files(cls, folder) -> GPT2Vocab:
+        """From ``folder``'s tokenizer.json, else its vocab.json + merges.txt (GPT-2's own
+        files: a byte-level BPE whose <|endoftext|>, when present, is a special token)."""
+        hf = hf_tokenizers("a GPT-2 folder")
+        if (folder / "tokenizer.json").is_file():
+            return cls(hf.Tokenizer.from_file(str(folder / "tokenizer.json")).to_str())
+        tok = hf.Tokenizer(hf.models.BPE.from_file(str(folder / "vocab.json"),
+                                                   str(folder / "merges.txt")))
+        tok.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = hf.decoders.ByteLevel()
+        if tok.token_to_id(ENDOFTEXT) is not None:
+            tok.add_special_tokens([ENDOFTEXT])
+        return cls(tok.to_str())
+
+    @property
+    def start_id(self) -> int | None:
+        """<|endoftext|>, where GPT-2 starts a text from nothing (it separates documents)."""
+        return self.tok.token_to_id(ENDOFTEXT)
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.array(self.tok.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+
+    def encode_many(self, texts: list[str], eos: int | None = None) -> np.ndarray:
+        rows = self.tok.encode_batch(texts, add_special_tokens=False)
+        end = [] if eos is None else [eos]
+        parts = [np.array([*row.ids, *end], dtype=np.int64) for row in rows]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def to_json(self) -> dict:
+        return {"type": "gpt2", "tokenizer": json.loads(self.serialized)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> GPT2Vocab:
+        return cls(json.dumps(d["tokenizer"]))
+
+
+ENDOFTEXT = "<|endoftext|>"
+CLASSES = {"char": CharVocab, "byte": ByteVocab, "word": WordVocab, "bpe": BPEVocab,
+           "gpt2": GPT2Vocab}
 
 
 def from_json(d: dict):

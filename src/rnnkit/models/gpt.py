@@ -2,7 +2,9 @@
 
 Pre-LayerNorm blocks (Radford et al. 2019, GPT-2), causal self-attention through
 ``F.scaled_dot_product_attention``, a GELU MLP of 4C units, learned absolute positions, and a
-linear head that by default shares the token embedding's weight (Press & Wolf 2017).
+linear head that by default shares the token embedding's weight (Press & Wolf 2017). With
+``bias=True, gelu="tanh"`` it is GPT-2 itself: models/hf_gpt2.py reads and writes Hugging Face
+GPT-2 weights.
 
 ``logits, None = model(tokens)`` for training; ``step = model.stepper()`` (a ``GPTStep``)
 decodes one token per call from a key/value cache (``GPTState``) instead of re-reading the
@@ -17,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -46,9 +48,16 @@ class GPTConfig:
     """Biases in the linear layers and LayerNorms (GPT-2 has them; without is a bit faster)."""
     tie_weights: bool = True
     """The output head reuses the token embedding matrix (one V x C matrix, not two)."""
+    gelu: Literal["none", "tanh"] = "none"
+    """The MLP's GELU: none, the exact erf form; tanh, the approximation GPT-2 was trained
+    with (F.gelu's approximate argument)."""
+    layer_norm_eps: float = 1e-5
+    """Added to the variance in every LayerNorm (GPT-2: 1e-5)."""
 
     def __post_init__(self):
         check_config(self, ("block_size", "n_layer", "n_head", "n_embd"))
+        if not 0 < self.layer_norm_eps < 1:
+            raise ValueError(f"layer_norm_eps must be in (0, 1), got {self.layer_norm_eps}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head "
                              f"({self.n_head}): pick n_embd a multiple of n_head or another "
@@ -117,9 +126,10 @@ class MLP(nn.Module):
         self.fc = nn.Linear(c.n_embd, 4 * c.n_embd, bias=c.bias)
         self.proj = nn.Linear(4 * c.n_embd, c.n_embd, bias=c.bias)
         self.drop = nn.Dropout(c.dropout)
+        self.approximate = c.gelu
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.proj(F.gelu(self.fc(x))))
+        return self.drop(self.proj(F.gelu(self.fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):
@@ -131,9 +141,10 @@ class Block(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        c = config
+        self.ln_1 = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
+        self.attn = CausalSelfAttention(c)
+        self.ln_2 = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, past: tuple[Tensor, Tensor] | None = None
@@ -168,7 +179,7 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(c.block_size, c.n_embd)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layer))
-        self.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)
+        self.ln_f = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
         self.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
         if c.tie_weights:
             self.head.weight = self.wte.weight

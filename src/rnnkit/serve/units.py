@@ -111,7 +111,7 @@ def require_recurrent_chars(model, vocab, checkpoint) -> None:
     """The playground and the unit views read a recurrent model's states, character by
     character: a transformer or a model over other tokens has neither."""
     if not model.carries_state or vocab.kind != "char":
-        what = "a transformer" if vocab.kind == "char" else f"a {vocab.kind}-token model"
+        what = "a transformer" if not model.carries_state else f"a {vocab.kind}-token model"
         raise RnnkitError(f"{checkpoint} holds {what}; the playground and the unit views "
                           "need a recurrent character model (--model rnn --tokenizer char); "
                           f"sample it with rnnkit sample {checkpoint}")

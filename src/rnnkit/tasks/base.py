@@ -69,6 +69,8 @@ class EvalRequest:
     prefix: int = 10
     continuation: int = 50
     max_cases: int = 1000
+    encoding: str | None = None
+    """The character encoding of ``data`` (None: the run's --encoding)."""
 
 
 @dataclass

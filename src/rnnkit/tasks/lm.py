@@ -23,7 +23,7 @@ from ..data.batching import (
     line_eval_batches,
     stream_eval_batches,
 )
-from ..data.corpus import Corpus, encode_file, line_end_from, prepare_corpus, read_source
+from ..data.corpus import Corpus, encode_file, line_end_from, read_source, shared_corpus
 from ..data.shakespeare import corpus_bytes
 from ..data.vocab import BOS, EOS, CharVocab
 from ..decoding import SamplingConfig, generate, logits_over
@@ -45,16 +45,18 @@ class SingleRank:
         return values
 
 
-def load_text(cfg) -> tuple[bytes | Path, str]:
+def load_text(cfg) -> tuple[bytes | Path, str, str]:
+    """(the text, its name, its encoding): --data, or the built-in corpus (UTF-8)."""
     if cfg.data is not None:
-        return read_source(cfg.data), str(cfg.data)
-    return corpus_bytes(cfg.corpus), f"corpus:{cfg.corpus}"
+        return read_source(cfg.data), str(cfg.data), cfg.encoding
+    return corpus_bytes(cfg.corpus), f"corpus:{cfg.corpus}", "utf-8"
 
 
-def load_corpus(cfg, cache_dir: Path, vocab: CharVocab | None = None) -> Corpus:
-    raw, name = load_text(cfg)
-    corpus = prepare_corpus(raw, name, cfg.mode, cache_dir, vocab,
-                            (cfg.tokenizer, cfg.tokenizer_size))
+def load_corpus(cfg, vocab: CharVocab | None = None) -> Corpus:
+    """The run's text, prepared once in the shared cache (data/corpus.py)."""
+    raw, name, encoding = load_text(cfg)
+    corpus = shared_corpus(raw, name, cfg.mode, vocab, (cfg.tokenizer, cfg.tokenizer_size),
+                           encoding)
     if vocab is not None and corpus.vocab != vocab:
         raise RnnkitError(f"{name} now encodes to a different vocabulary than the checkpoint's; "
                           "resume with the original text or start a new run")
@@ -205,8 +207,8 @@ class LanguageModelTask:
 
     def prepare(self, model_cfg, cfg, out: Path, meta: dict | None, ranks) -> LanguageModelRun:
         vocab = tokenizers.from_json(meta["vocab"]) if meta else None
-        # rank 0 encodes the corpus into the run folder; the others then read that cache
-        corpus = ranks.main_first(lambda: load_corpus(cfg, out / "data", vocab))
+        # rank 0 prepares the corpus in the shared cache; the others then read it
+        corpus = ranks.main_first(lambda: load_corpus(cfg, vocab))
         model_cfg.vocab_size = len(corpus.vocab)
         check_context(model_cfg, cfg)
         return LanguageModelRun(cfg, corpus, ranks)
@@ -223,10 +225,11 @@ class LanguageModelTask:
         split = request.split or "val"
         if request.data is not None:
             raw, name = read_source(request.data), str(request.data)
+            encoding = request.encoding or cfg.encoding
         else:
-            raw, name = load_text(cfg)
-        tokens = encode_file(raw, name, cfg.mode, vocab).split(cfg.val_frac,
-                                                               cfg.test_frac)[split]
+            raw, name, encoding = load_text(cfg)
+        tokens = encode_file(raw, name, cfg.mode, vocab, encoding).split(cfg.val_frac,
+                                                                         cfg.test_frac)[split]
         if len(tokens) < 2:
             raise RnnkitError(f"the {split} split of {name} is empty (val_frac {cfg.val_frac}, "
                               f"test_frac {cfg.test_frac}); use --split all")

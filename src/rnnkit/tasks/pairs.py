@@ -34,7 +34,7 @@ from ..data.pairs import (
 )
 from ..data.tokenizers import TextSplitter
 from ..decoding import beam_search, greedy_decode, sample_decode
-from ..errors import RnnkitError
+from ..errors import RnnkitError, UnseenTokens
 from ..fileio import atomic_write_bytes
 from ..losses import sequence_nll
 from ..models import (
@@ -58,6 +58,20 @@ def decode_limit(examples) -> int:
 
 def vocabs_from_meta(meta: dict) -> dict[str, TokenVocab]:
     return {k: TokenVocab.from_json(v) for k, v in meta["vocabs"].items()}
+
+
+def fitting_vocabs(new: dict[str, TokenVocab], old: dict[str, TokenVocab],
+                   data) -> dict[str, TokenVocab]:
+    """The trained model's vocabularies, when the new file uses only tokens and labels they
+    hold (fine-tuning); else one error listing the others."""
+    unseen = [t for part in ("source", "target") for t in new[part].itos
+              if t not in old[part].stoi]
+    if unseen:
+        shown = " ".join(unseen[:20])
+        raise UnseenTokens(str(data), unseen, f"{data} has {len(unseen)} token(s) or label(s) "
+                           f"outside the model's vocabulary: {shown}; use only ones seen in "
+                           "training")
+    return old
 
 
 class PairTask:
@@ -125,12 +139,14 @@ class PairTask:
         if cfg.data is None:
             raise RnnkitError(f"--task {self.name} needs --data FILE.tsv (lines of "
                               "input<TAB>output)")
-        rows = read_lines(cfg.data)
+        rows = read_lines(cfg.data, cfg.encoding)
         splitter = (vocabs_from_meta(meta)["source"].splitter if meta
                     else text_splitter(self, cfg, rows))
         examples, tag_format = self.parse(rows, cfg.tag_format, splitter)
         vocabs = self.build_vocabs(examples, splitter)
-        if meta and vocabs != vocabs_from_meta(meta):
+        if meta and cfg.init_from:  # fine-tuning: the new file may use a part of the old
+            vocabs = fitting_vocabs(vocabs, vocabs_from_meta(meta), cfg.data)
+        elif meta and vocabs != vocabs_from_meta(meta):
             raise RnnkitError(f"{cfg.data} now has other characters or labels than the "
                               "checkpoint's; resume with the original file or start a new run")
         model_cfg.vocab_size = len(vocabs["source"])
@@ -222,7 +238,8 @@ class PairTask:
             cfg.data or "").resolve()
         split = request.split or ("val" if own else "all")
         path = cfg.data if request.data is None else request.data
-        examples, _ = self.parse(read_lines(path), meta["tag_format"] or "auto",
+        encoding = request.encoding or cfg.encoding
+        examples, _ = self.parse(read_lines(path, encoding), meta["tag_format"] or "auto",
                                  vocabs["source"].splitter)
         part = split_indices(len(examples), cfg.val_frac, cfg.test_frac, cfg.seed)[split]
         if not len(part):

@@ -21,6 +21,10 @@ Loading a checkpoint from someone else is safe in memory and time as well as in 
 archive is checked before torch reads it (``check_archive``: no compressed records, so no zip
 bomb), and the model its config describes is built on the meta device and compared with the
 stored tensors before any real memory is allocated (``misfit``).
+
+A Hugging Face folder (config.json + model.safetensors) is a checkpoint too: a GPT-2 saved by
+transformers becomes a language model payload (``read_hf_folder``, "Hugging Face folders"
+below); hf_export.py writes any payload as such a folder.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import json
 import threading
 import zipfile
 from contextlib import contextmanager
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import safetensors
@@ -43,7 +48,10 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import RnnkitError
 from ..fileio import atomic_write, atomic_write_json
+from ..models import hf_gpt2
+from ..models.gpt import GPTConfig
 from ..tasks import task_of_kind
+from .config import TrainConfig
 
 FORMAT_VERSION = 1
 # what rebuilding a model from a bad config raises: one error line, never a traceback
@@ -64,14 +72,18 @@ def save_checkpoint(path: str | Path, model_state: dict, meta: dict,
 
 
 def resolve(path: str | Path) -> Path:
-    """A run folder means its best.pt (lowest val loss), else its last.pt."""
+    """A run folder means its best.pt (lowest val loss), else its last.pt; a Hugging Face
+    folder (config.json beside its weights, and no best.pt or last.pt) means itself."""
     p = Path(path)
     if p.is_dir():
         for name in ("best.pt", "last.pt"):
             if (p / name).is_file():
                 return p / name
-        raise RnnkitError(f"{str(p)!r} holds no checkpoint (best.pt or last.pt); "
-                          "train into it first with rnnkit train --out")
+        if is_hf_folder(p):
+            return p
+        raise RnnkitError(f"{str(p)!r} holds no checkpoint (best.pt or last.pt) and is no "
+                          "Hugging Face folder (config.json + model.safetensors); train into "
+                          "it first with rnnkit train --out")
     if not p.is_file():
         raise RnnkitError(f"checkpoint {str(p)!r} not found; give a run folder or a .pt file")
     return p
@@ -80,10 +92,22 @@ def resolve(path: str | Path) -> Path:
 def export_safetensors(payload: dict, path: str | Path) -> None:
     """Weights as safetensors (no pickle at all), the meta as JSON in its header and beside it."""
     meta = {"format_version": FORMAT_VERSION, **payload["meta"]}
-    tensors = {k: v.contiguous() for k, v in payload["model"].items()}
-    data = safetensors.torch.save(tensors, metadata={"rnnkit": json.dumps(meta)})
+    data = safetensors_bytes(payload)
     atomic_write(Path(path), lambda f: f.write(data))
     atomic_write_json(Path(path).with_suffix(".json"), meta)
+
+
+def safetensors_bytes(payload: dict) -> bytes:
+    """The payload as one safetensors file: its weights, and its meta in the header."""
+    meta = {"format_version": FORMAT_VERSION, **payload["meta"]}
+    tensors, storages = {}, set()
+    for k, v in payload["model"].items():
+        # safetensors refuses tensors that share memory (a head tied to the embedding): the
+        # second gets its own copy, and loading ties them again
+        storage = (v.device, v.untyped_storage().data_ptr())
+        tensors[k] = v.clone() if storage in storages else v.contiguous()
+        storages.add(storage)
+    return safetensors.torch.save(tensors, metadata={"rnnkit": json.dumps(meta)})
 
 
 def load_safetensors(p: Path, map_location) -> dict:
@@ -121,12 +145,15 @@ def check_archive(p: Path) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load and check a checkpoint (.pt, or .safetensors from ``rnnkit export``).
+    """Load and check a checkpoint (.pt, .safetensors from ``rnnkit export``, or a Hugging
+    Face folder: a GPT-2, or one ``rnnkit export --format hf`` wrote).
 
     A .pt file is read with ``torch.load(weights_only=True)`` and nothing else: a file that
     would need arbitrary unpickling (code execution) is refused, never retried unsafely.
     """
     p = resolve(path)
+    if p.is_dir():  # a Hugging Face folder: its reader says what is wrong in its own words
+        return check_payload(read_hf_folder(p, map_location), p)
     try:
         if p.suffix == ".safetensors":
             payload = load_safetensors(p, map_location)
@@ -136,6 +163,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     except Exception as e:
         raise RnnkitError(f"checkpoint {str(p)!r} is corrupt or not an rnnkit checkpoint "
                           f"({first_line(e)}); use another checkpoint or retrain") from None
+    return check_payload(payload, p)
+
+
+def check_payload(payload, p: Path) -> dict:
+    """The payload, once its kind, format version and keys are known good."""
     meta = payload.get("meta") if isinstance(payload, dict) else None
     task = task_of_kind(meta.get("kind")) if isinstance(meta, dict) else None
     if task is None:
@@ -280,3 +312,95 @@ class ShapesOnly(TorchFunctionMode):
                 and isinstance(target, torch.Tensor) and target.is_meta):
             return target
         return func(*args, **kwargs)
+
+
+# ---------------------------------------------------------------- Hugging Face folders
+#
+# A folder of config.json + model.safetensors (+ the tokenizer): GPT-2 as transformers saves
+# it (model_type gpt2; models/hf_gpt2.py), or what ``rnnkit export --format hf`` writes. A GPT
+# whose vocabulary is a byte-level BPE is written as a real GPT-2 (transformers loads it, and
+# config.json's "rnnkit" key keeps the run's meta); any other model as model_type rnnkit, whose
+# model.safetensors is ``export_safetensors``'s file (meta in its header: what is read back).
+
+HF_WEIGHTS = "model.safetensors"
+RNNKIT_TYPE = "rnnkit"
+# a GPT-2 folder is a language model (tasks/lm.py's kind) with --model gpt
+LM_KIND, GPT_MODEL = "rnnkit.char_lm", "gpt"
+MAX_CONFIG_BYTES = 100 * 2**20
+
+
+def is_hf_folder(p: Path) -> bool:
+    return (p / "config.json").is_file() and any(
+        (p / name).is_file()
+        for name in (HF_WEIGHTS, "pytorch_model.bin", "model.safetensors.index.json"))
+
+
+def read_hf_folder(p: Path, map_location) -> dict:
+    """A Hugging Face folder as a payload. A GPT-2 is a language model with --model gpt,
+    its tokenizer as the vocab, step 0 and no metrics (unless rnnkit exported it: then the
+    run's meta from config.json)."""
+    hf = read_config_json(p)
+    kind = hf.get("model_type")
+    if kind not in (hf_gpt2.MODEL_TYPE, RNNKIT_TYPE):
+        raise RnnkitError(f"{str(p)!r} holds a {kind!r} model (config.json's model_type); "
+                          "rnnkit reads GPT-2 folders (model_type gpt2) and its own exports "
+                          "(model_type rnnkit)")
+    check_weights_file(p)
+    if kind == RNNKIT_TYPE:
+        try:
+            return load_safetensors(p / HF_WEIGHTS, map_location)
+        except Exception as e:
+            raise RnnkitError(f"{str(p / HF_WEIGHTS)!r} is corrupt or not written by rnnkit "
+                              f"export ({first_line(e)}); export the run again") from None
+    config, weights, vocab = hf_gpt2.read_folder(p, hf)
+    saved = hf.get("rnnkit") if isinstance(hf.get("rnnkit"), dict) else {}
+    train = gpt2_train_config(saved, config)
+    meta = {"step": 0, "metrics": {}, **saved, "kind": LM_KIND,
+            "config": {"model": asdict(config), "train": train}, "vocab": vocab.to_json()}
+    model = {k: v.to(map_location) for k, v in weights.items()}
+    return {"format_version": FORMAT_VERSION, "meta": meta, "model": model}
+
+
+def read_config_json(p: Path) -> dict:
+    path = p / "config.json"
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise RnnkitError(f"{str(path)!r} is over {MAX_CONFIG_BYTES // 2**20} MB, no model "
+                          "config; use the config.json saved with the model")
+    try:
+        hf = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as e:
+        raise RnnkitError(f"{str(path)!r} is not valid JSON ({first_line(e)}); use the "
+                          "config.json saved with the model") from None
+    if not isinstance(hf, dict):
+        raise RnnkitError(f"{str(path)!r} holds no JSON object; use the config.json saved "
+                          "with the model")
+    return hf
+
+
+def check_weights_file(p: Path) -> None:
+    if (p / HF_WEIGHTS).is_file():
+        return
+    if (p / "model.safetensors.index.json").is_file():
+        raise RnnkitError(f"{str(p)!r} holds its weights in shards; rnnkit reads one "
+                          "model.safetensors: save it again with save_pretrained(DIR, "
+                          "max_shard_size='100GB')")
+    raise RnnkitError(f"{str(p)!r} holds pytorch_model.bin only, a pickle rnnkit does not "
+                      "load; convert it to safetensors: GPT2LMHeadModel.from_pretrained(DIR)"
+                      ".save_pretrained(DIR) writes model.safetensors")
+
+
+def gpt2_train_config(saved: dict, config: GPTConfig) -> dict:
+    """The training settings of a GPT-2 folder: those rnnkit exported with it, else --model
+    gpt over windows of its whole context, one stream at a time (a 50,257-token vocabulary
+    makes every row of logits large)."""
+    train = saved.get("config", {}).get("train") if isinstance(saved.get("config"), dict) else None
+    if not isinstance(train, dict):
+        train = {"model": GPT_MODEL, "tokenizer": "bpe", "mode": "stream",
+                 "seq_length": config.block_size, "batch_size": 1}
+    known = {f.name for f in fields(TrainConfig)}
+    try:
+        TrainConfig(**{k: v for k, v in train.items() if k in known})
+    except (TypeError, ValueError) as e:
+        raise RnnkitError(f"config.json's rnnkit settings are invalid ({first_line(e)}); "
+                          "remove its \"rnnkit\" key, or export the run again") from None
+    return {k: v for k, v in train.items() if k in known}

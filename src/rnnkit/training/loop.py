@@ -8,12 +8,15 @@ A run folder holds:
     samples/        step_XXXXXX.txt (or .png), written at every evaluation
     last.pt/.json   the latest checkpoint, with optimizer, RNG, carried state: resume from it
     best.pt/.json   the weights with the lowest val loss so far
-    data/           a language model's encoded corpus (memmap cache)
+    step_XXXXXX.pt  (+ .json) --keep-checkpoints N: the last N evaluations' weights (stages.py)
+    tensorboard/    --tensorboard: TensorBoard event files (tensorboard.py)
     .lock           held by the process training in it: one at a time (run_folder.py)
+A language model's text is prepared once in the shared cache (data/corpus.py), not here.
 
 Resume is exact: the batch is a function of the step, and the checkpoint carries everything
 else that changes (weights, AdamW moments, RNG, the hidden state carried between windows, the
 partial loss average), so a resumed run repeats the uninterrupted run's losses bit for bit on CPU.
+A new run --init-from another run's checkpoint starts from its weights: init_from.py.
 
 Under torchrun a data-parallel task trains with DDP (distributed.py): rank 0 alone writes
 the run folder, and the checkpoint holds the global carried state and every rank's RNG.
@@ -41,6 +44,7 @@ from ..tasks import Task, data_parallel_tasks, get_task
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, to_dict
 from .distributed import Ranks, SameOnEveryRank, check_batch, session
+from .init_from import init_data_errors, load_weights, start_from
 from .precision import (
     Update,
     check_precision,
@@ -50,11 +54,14 @@ from .precision import (
     resolve_device,
     use_bf16,
 )
+from .progress import StepBar
 from .records import MetricsLog, NoMetrics, describe
 from .run_folder import check_same_run, open_run_folder, world_change
 from .run_state import RunState, restore_training, trainer_state
 from .schedules import lr_at, progress, teacher_forcing_prob
 from .signals import Interrupted, StopSignals
+from .stages import keep_stage
+from .tensorboard import check_tensorboard, with_tensorboard
 from .update import train_step
 
 MAX_ROLLBACKS = 8
@@ -71,6 +78,9 @@ class Trainer:
                  resume: bool = False, log=None, task: Task | None = None):
         if cfg.data is not None:  # absolute, so `rnnkit eval RUN` works from anywhere
             cfg = dataclasses.replace(cfg, data=str(input_file(cfg.data).resolve()))
+        check_tensorboard(cfg.tensorboard)
+        # --init-from: weights and model settings (a resumed run's come from its last.pt)
+        self.init, model_cfg, cfg = start_from(model_cfg, cfg, task, Path(out), resume)
         self.cfg, self.out = cfg, Path(out)
         self.task = task or get_task(cfg.task)
         self.dist = Ranks.current()
@@ -110,7 +120,8 @@ class Trainer:
         payload = self.dist.run_on_main(lambda: self._open_folder(resume))
         if payload:
             check_same_run(payload["meta"]["config"], model_cfg, self.cfg)
-        self._build(model_cfg, payload["meta"] if payload else None)
+        with init_data_errors(self.init):  # a fine-tuned model keeps its vocabulary: the meta
+            self._build(model_cfg, (payload or self.init or {}).get("meta"))
         self.model_cfg = model_cfg
         # the training forward only: checkpoints, evaluation and samples use the plain module
         self.train_model = compile_model(self.model) if self.cfg.compile else self.model
@@ -141,13 +152,16 @@ class Trainer:
         self.data = self.task.prepare(model_cfg, self.cfg, self.out, meta, self.dist)
         torch.manual_seed(self.cfg.seed)
         self.model = self.task.models[self.cfg.model][0](model_cfg).to(self.device)
+        if self.init:
+            load_weights(self.model, self.init, self.log)
         self.dist.seed(self.cfg.seed)
         self.ddp = self.dist.wrap(self.model, self.data.forward)
 
     def _open_metrics(self, keep_until: int | None):
         if not self.dist.is_main:
             return NoMetrics()
-        return MetricsLog(self.out / "metrics.jsonl", keep_until, self.log)
+        metrics = MetricsLog(self.out / "metrics.jsonl", keep_until, self.log)
+        return with_tensorboard(metrics, self.cfg.tensorboard, self.out, keep_until)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -159,10 +173,7 @@ class Trainer:
                      "--max-steps or --max-time to extend it")
             return self._close()
         self.model.train()
-        # a clock-limited run has no step total to show
-        total = cfg.max_steps if cfg.max_time == 0 else None
-        bar = tqdm(total=total, initial=run.step, disable=None if self.dist.is_main else True,
-                   file=sys.stderr, dynamic_ncols=True, unit="step")
+        bar = StepBar(cfg, run.step, run.elapsed, show=self.dist.is_main)
         t_start, elapsed0 = time.perf_counter(), run.elapsed
         self._rate_mark, self._chars = t_start, 0
         try:
@@ -172,20 +183,15 @@ class Trainer:
                     # every rank must stop, and see the clock, at the same step
                     stopping, run.elapsed = self.dist.agree(
                         stop.signal is not None, elapsed0 + time.perf_counter() - t_start)
+                    bar.advance(run.step, run.elapsed)
                     if rates is None:  # rolled back to an earlier step
-                        bar.n = run.step
-                        bar.refresh()
                         continue
-                    bar.update(1)
                     last = run.step >= cfg.max_steps or self._time_up(run.elapsed)
                     if run.step % cfg.eval_every == 0 or last:
                         self._record(rates, evaluate_now=True)
                     elif run.step % cfg.log_every == 0:
                         self._record(rates)
-                        loss = run.last_metrics["train_loss"]  # None if every step was skipped
-                        bar.set_postfix(loss=f"{loss:.3f}" if loss is not None else "-",
-                                        tf=f"{rates['teacher_forcing_prob']:.2f}",
-                                        rate=f"{run.last_metrics[self.rate_key]:.0f}")
+                        bar.show_record(run.last_metrics, rates, self.rate_key)
                     if last:
                         break
                     if stopping:
@@ -203,7 +209,7 @@ class Trainer:
         return run.last_metrics
 
     def _close(self) -> dict:
-        """Close metrics.jsonl, unlock the folder; returns the last metrics record."""
+        """Close metrics.jsonl (and TensorBoard), unlock the folder; returns the last record."""
         self.metrics.close()
         self.unlock()
         return self.run.last_metrics
@@ -292,13 +298,16 @@ class Trainer:
                 self.data.write_sample(self.model, self.out / "samples", run.step)
             self.log(describe(record))
         run.last_metrics = record
-        self.metrics.write(record)
+        self.metrics.write(record, evaluate_now)
         if evaluate_now:
             val = record.get("val_loss", math.inf)
             improved = val < run.best_val or not math.isfinite(run.best_val)
             run.best_val = min(run.best_val, val)
-            if improved:  # best first: a kill between the two then redoes both on resume
-                self._save("best", with_trainer=False)
+            # best and step files first: a kill before last.pt then redoes them on resume
+            best = improved and self._save("best", with_trainer=False)
+            if self.cfg.keep_checkpoints and self.dist.is_main:  # no collective in it
+                keep_stage(self.out, run.step, self.cfg.keep_checkpoints, best,
+                           lambda name: self._save(name, with_trainer=False))
             self._save("last", with_trainer=True)
         self._rate_mark, self._chars = time.perf_counter(), 0
 

@@ -97,11 +97,24 @@ def scaled_update(model, optimizer, loss, max_norm: float, scaler) -> Update:
     return Update.OVERFLOW if lowered and scale >= MIN_SCALE else Update.BAD
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_HELP = ("where to compute: cpu, cuda (an NVIDIA GPU) or mps (Apple silicon); auto picks "
+               "cuda, then mps, then cpu")
+
+
+def mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
 def resolve_device(name: str) -> torch.device:
+    """--device as a torch.device: auto is cuda, else mps (Apple silicon), else cpu."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise RnnkitError("--device cuda was asked for, but no CUDA GPU is available; "
                           "use --device cpu")
+    if name == "mps" and not mps_available():
+        raise RnnkitError("--device mps was asked for, but this machine has no Apple-silicon "
+                          "GPU (or torch was built without MPS); use --device cpu")
     return torch.device(name)
 

@@ -26,7 +26,8 @@ class MetricsLog:
             atomic_write_bytes(path, "".join(k + "\n" for k in kept).encode())
         self.file = open(path, "a" if keep_until is not None else "w", encoding="utf-8")
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict, evaluated: bool = False) -> None:
+        """``evaluated``: the record of an evaluation (a sample was written at its step)."""
         try:
             # strict JSON: a non-finite number (an overflowing perplexity) is written as null
             self.file.write(json.dumps(finite(record), allow_nan=False) + "\n")
@@ -41,7 +42,7 @@ class MetricsLog:
 class NoMetrics:
     """What ranks other than 0 hold instead of metrics.jsonl: rank 0 alone writes files."""
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict, evaluated: bool = False) -> None:
         pass
 
     def close(self) -> None:
