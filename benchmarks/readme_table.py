@@ -17,7 +17,8 @@ def rows(tables=None) -> list[str]:
     """The tables (every one by default) as Markdown lines, a blank line between tables."""
     if tables is None:
         tables = [quality_rows, lstm_vs_gpt_rows, budget_rows, throughput_rows, cells_rows,
-                  sampling_rows, prefill_rows, serve_rows, ddp_rows, scheduled_sampling_rows,
+                  sampling_rows, contention_rows, prefill_rows, serve_rows, ddp_rows,
+                  scheduled_sampling_rows,
                   large_corpus_rows, beam_rows, convlstm_rows]
     out: list[str] = []
     for table in tables:
@@ -177,6 +178,26 @@ def serve_rows() -> list[str]:
                 f"{r['machine']} | {r['model']} | {name.rsplit('_', 1)[-1]} "
                 f"| {run['completed']} ({run['errors']} errors) | {t['p50']} s / {t['p99']} s "
                 f"| {run['chars_per_sec']:,} | {run['health_after'].get('status')} |")
+    return lines
+
+
+def contention_rows() -> list[str]:
+    """Speed beside other work (``bench_contention.py``): the default threads, shared with
+    other processes, against torch's fixed one per core, in one run."""
+    lines = ["| beside other work (`bench_contention.py`) | threads | training alone (steps/s) "
+             "| each of two at once | kept | `eval` kept beside two trainings "
+             "| `sample` kept | machine |", "|---|---|---|---|---|---|---|---|"]
+    for path, r in results("contention*.json"):
+        for key, name in (("default_threads_shared", "default: shared"),
+                          ("threads_fixed_at_cores", f"fixed at {r['cores']}")):
+            m = r[key]
+            two = " / ".join(f"{x:g}" for x in m["train_steps_per_sec_two_at_once"])
+            lines.append(
+                f"| `{path.name}`: {r['model']}, {r['seconds']:g} s each | {name} "
+                f"| {m['train_steps_per_sec_alone']:g} | {two} | **{m['train_share_kept']:.0%}** "
+                f"| {m['eval_speed_kept']:.0%} ({m['eval_seconds_alone']} s alone, "
+                f"{m['eval_seconds_beside_two_trainings']} s beside) "
+                f"| {m['sample_speed_kept']:.0%} | {machine(r)} |")
     return lines
 
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .data.vocab import BOS, EOS, CharVocab
 from .errors import RnnkitError
+from .fair_share import keep_fair_share
 from .models.protocols import LanguageModel, PrefillStep, Step
 
 # Beam search keeps K hypotheses: each step runs K rows of the model and ranks K x V
@@ -187,6 +188,7 @@ def generate_steps(model: LanguageModel, vocab: CharVocab, prime_text: str, leng
         stop = vocab.id_of(EOS) if EOS in vocab.specials else None
         done = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
         for _ in range(length):
+            keep_fair_share()
             token = sample_next_token(logits, cfg, generator)
             yield token
             if stop is not None:
@@ -516,6 +518,7 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, batch_size: int, b
     index = torch.arange(batch_size, device=device).repeat_interleave(beam)
     tokens = torch.full((batch_size * beam,), bos, dtype=torch.long, device=device)
     for _ in range(max_length):
+        keep_fair_share()
         # reorder lazily, right before the step that needs it: the last selection needs none
         log_probs, state = step(tokens, reorder(state, index))
         tokens, index = beams.advance(log_probs)

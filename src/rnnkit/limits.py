@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from . import fair_share
 from .errors import RnnkitError
 
 # Past a few threads per core a CPU run only slows down; far past it, thread creation fails
@@ -21,14 +22,16 @@ def max_threads() -> int:
 
 
 def set_threads(threads: int, flag: str = "--threads") -> None:
-    """torch's intra-op threads (0 leaves torch's default), or one error line for a count this
-    machine cannot run."""
+    """torch's intra-op threads: 0 shares the cores with other processes (fair_share.py: one
+    per core when the machine is free), any other count stays fixed; one error line for a
+    count this machine cannot run."""
     if not 0 <= threads <= max_threads():
-        raise RnnkitError(f"{flag} must be between 0 (torch's default, one per core) and "
-                          f"{max_threads()} ({THREADS_PER_CORE} x this machine's "
+        raise RnnkitError(f"{flag} must be between 0 (one per core that other processes leave "
+                          f"free) and {max_threads()} ({THREADS_PER_CORE} x this machine's "
                           f"{os.cpu_count() or 1} CPUs), got {threads}")
     if threads:
         torch.set_num_threads(threads)
+    fair_share.start(threads)
 
 
 def check_seed(seed: int, flag: str = "--seed") -> None:

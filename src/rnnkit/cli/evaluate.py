@@ -16,6 +16,7 @@ import math
 
 from ..api import evaluate
 from ..errors import RnnkitError
+from ..limits import set_threads
 from ..training.config import check_encoding
 from ..training.precision import DEVICE_HELP, DEVICES
 
@@ -35,6 +36,8 @@ def add_arguments(p) -> None:
                         "streams)")
     p.add_argument("--device", default="cpu", choices=DEVICES,
                    help=f"{DEVICE_HELP} (default: cpu)")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="CPU threads (default 0: one per core that other processes leave free)")
     p.add_argument("--json", action="store_true",
                    help="print one strict JSON object; a metric that is not a finite number "
                         "(NaN, inf) is written as null")
@@ -56,6 +59,7 @@ def run(args) -> int:
     if args.batch_size is not None and args.batch_size < 1 or args.beam < 1:
         raise RnnkitError(f"--batch-size and --beam must be >= 1, got {args.batch_size} and "
                           f"{args.beam}")
+    set_threads(args.threads)
     if args.encoding is not None:
         try:
             check_encoding(args.encoding)

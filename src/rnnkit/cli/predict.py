@@ -26,7 +26,7 @@ from ..api import load
 from ..decoding import SamplingConfig, check_beam_width, check_length_penalty
 from ..errors import RnnkitError
 from ..fileio import atomic_write_bytes
-from ..limits import check_seed
+from ..limits import check_seed, set_threads
 from ..tasks import DecodeSettings, PredictRequest, task_of_kind
 from ..training.config import TrainConfig
 from ..training.precision import DEVICE_HELP, DEVICES
@@ -48,6 +48,8 @@ def add_arguments(p) -> None:
     p.add_argument("--count", type=int, default=8,
                    help="vision models without --input: generated test examples (default 8)")
     p.add_argument("--batch-size", type=int, default=64, help="inputs per batch (default 64)")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="CPU threads (default 0: one per core that other processes leave free)")
     p.add_argument("--device", default="cpu", choices=DEVICES,
                    help=f"{DEVICE_HELP} (default: cpu)")
     s = p.add_argument_group("seq2seq decoding (default: greedy)")
@@ -76,6 +78,7 @@ def run(args) -> int:
     check_seed(args.seed)
     settings = settings_from(args)  # bad flags are refused before the model loads
     check_limits(args)
+    set_threads(args.threads)
     model, vocab, meta = load(args.checkpoint, args.device)
     task = task_of_kind(meta["kind"])
     if task.predicts_files and not args.output:

@@ -55,7 +55,7 @@ def add_arguments(p) -> None:
                    help="arithmetic of each generation step: fp32 is the model exactly; bf16 "
                         "and int8 (CPU) are faster at a small likelihood cost (default fp32)")
     p.add_argument("--threads", type=int, default=0, metavar="N",
-                   help="CPU threads (0: torch's default, one per core)")
+                   help="CPU threads (default 0: one per core that other processes leave free)")
 
 
 def run(args) -> int:

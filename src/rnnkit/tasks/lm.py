@@ -28,6 +28,7 @@ from ..data.shakespeare import corpus_bytes
 from ..data.vocab import BOS, EOS, CharVocab
 from ..decoding import SamplingConfig, generate, logits_over
 from ..errors import RnnkitError
+from ..fair_share import keep_fair_share
 from ..fileio import atomic_write_bytes
 from ..losses import loss_report, sequence_nll
 from ..models import GPT, CharLM, CharLMConfig, GPTConfig
@@ -116,6 +117,7 @@ def evaluate(model, tokens, vocab: CharVocab, mode: str, batch_size: int,
         batches = line_eval_batches(tokens, vocab.id_of(BOS), vocab.id_of(EOS), batch_size,
                                     *shard)
     for x, y in batches:
+        keep_fair_share()
         if mode == "stream":
             logits, state = model(x.to(device), state)
         else:  # whole lines: a transformer's context slides past its block_size

@@ -35,6 +35,7 @@ from ..data.pairs import (
 from ..data.tokenizers import TextSplitter
 from ..decoding import beam_search, greedy_decode, sample_decode
 from ..errors import RnnkitError, UnseenTokens
+from ..fair_share import keep_fair_share
 from ..fileio import atomic_write_bytes
 from ..losses import sequence_nll
 from ..models import (
@@ -179,6 +180,7 @@ class PairTask:
         device = next(model.parameters()).device
         out: list = []
         for part in slices(len(examples), batch_size):
+            keep_fair_share()
             batch = to_device(self.collate(examples[part], vocabs), device)
             out += self.predict_batch(model, batch, vocabs["target"], settings)
         return out
@@ -211,6 +213,7 @@ class PairTask:
         device = next(model.parameters()).device
         total, count = 0.0, 0
         for part in slices(len(examples), batch_size):
+            keep_fair_share()
             batch = to_device(self.collate(examples[part], vocabs), device)
             total += self.loss(self.forward(model, batch), batch, reduction="sum").item()
             count += int((batch[self.target_key] != IGNORE).sum())

@@ -114,7 +114,8 @@ class TrainConfig:
     each evaluation's metrics and sample text) into this folder; the flag alone:
     RUN_DIR/tensorboard. Needs the tensorboard package (pip install tensorboard)."""
     threads: int = 0
-    """torch intra-op threads on CPU; 0 = torch's default (one per core)."""
+    """torch intra-op threads on CPU; 0 = one per core that other processes leave free,
+    looked at again every second (fair_share.py)."""
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
     """Training forward pass in fp32, bf16 autocast, or fp16 autocast with a gradient scaler
     (CUDA only: GPUs without bf16, such as V100 and T4); weights, optimizer and evaluation stay

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from ..data.batching import to_device
 from ..errors import RnnkitError
+from ..fair_share import keep_fair_share
 from ..fileio import atomic_write_json, input_file
 from ..limits import set_threads
 from ..tasks import Task, data_parallel_tasks, get_task
@@ -180,6 +181,7 @@ class Trainer:
             with StopSignals() as stop:
                 while True:
                     rates = self._one_step()
+                    keep_fair_share()  # fewer threads while other processes compute
                     # every rank must stop, and see the clock, at the same step
                     stopping, run.elapsed = self.dist.agree(
                         stop.signal is not None, elapsed0 + time.perf_counter() - t_start)
