@@ -5,6 +5,7 @@ import torch
 
 from rnnkit.cli import main
 from rnnkit.demos import structured_prediction
+from rnnkit.errors import RnnkitError
 from rnnkit.models import CharLM, CharLMConfig
 
 
@@ -20,11 +21,22 @@ def test_without_feedback_later_inputs_change_nothing():
     torch.testing.assert_close(model(a[:, 1:2], state)[0], model(b[:, 1:2], state)[0])
 
 
-def test_lecture_demo_autoregressive_is_valid_independent_is_not():
-    report = structured_prediction(samples=60, seed=1)
+@pytest.mark.parametrize("tokens", ["words", "chars"])
+def test_lecture_demo_autoregressive_is_valid_independent_is_not(tokens):
+    report = structured_prediction(samples=60, seed=1, tokens=tokens)
     assert report["autoregressive_valid_fraction"] == 1.0
     assert report["independent_valid_fraction"] < 0.5
     assert len(report["independent_examples"]) == 5
+    if tokens == "words":  # the lecture's "I think machine ...": whole words, mixed
+        words = {w for s in report["sentences"] for w in s.split()}
+        drawn = report["independent_examples"]
+        assert all(set(s.split()) <= words for s in drawn)
+        assert any(s not in report["sentences"] for s in drawn)
+
+
+def test_a_demo_over_other_tokens_is_refused():
+    with pytest.raises(RnnkitError, match="--tokens must be one of words, chars"):
+        structured_prediction(samples=5, tokens="bytes")
 
 
 def test_demo_cli_json_and_bad_sentences_file(tmp_path, capsys):
