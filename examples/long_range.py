@@ -89,12 +89,7 @@ gradient, 4e-5 to 4e-4 over all 200 steps, while the vanilla RNN's still vanishe
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
-import platform
-import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -102,7 +97,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.examples_support import pyplot
+from rnnkit.examples_support import provenance, pyplot
 from rnnkit.fileio import save_results
 from rnnkit.layers import Recurrent
 from rnnkit.layers.cells import init_forget_bias
@@ -303,23 +298,6 @@ def state_gradients(model: LongRangeNet, x: Tensor, y: Tensor) -> list[float]:
 
 # -- report ----------------------------------------------------------------------------------
 
-def provenance() -> dict:
-    """Where and how the numbers were measured (as benchmarks/report.py records it)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-    except OSError:
-        commit = ""
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "commit": commit or "unknown", "cpu": cpu, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "command": shlex.join(["python", "examples/long_range.py", *sys.argv[1:]])}
-
-
 def plot_curves(results: dict, path: Path) -> None:
     plt = pyplot()
     if plt is None:
@@ -411,7 +389,8 @@ def main(argv=None) -> dict:
                          echo=False)
     summary = {"args": vars(args), "results": results,
                "gradients": {"task": "adding", "lag": grad_lag, "norms": gradients},
-               "wall_seconds": round(time.perf_counter() - t0, 1), "provenance": provenance()}
+               "wall_seconds": round(time.perf_counter() - t0, 1),
+               "provenance": provenance("examples/long_range.py")}
     plot_curves(results, out / "long_range.png")
     plot_gradients(gradients, grad_lag, out / "long_range_gradients.png")
     if args.save:

@@ -38,5 +38,8 @@ def test_exposure_bias_example_runs(tmp_path):
     summary = load("exposure_bias").main(["--out", str(tmp_path), "--steps", "15", "--lines",
                                           "400", "--hidden", "16"])
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["summary"]) == {"teacher_forcing", "scheduled_sampling"}
-    assert "free_running_exact_match" in summary["scheduled_sampling"]
+    assert set(results["summary"]) == {"teacher_forcing", "scheduled_sampling_parallel",
+                                       "scheduled_sampling_sequential"}
+    assert "free_running_exact_match" in summary["scheduled_sampling_sequential"]
+    assert summary["teacher_forcing"]["cost_vs_teacher_forcing"] == 1.0
+    assert results["provenance"]["command"].startswith("python examples/exposure_bias.py")

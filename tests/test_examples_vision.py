@@ -63,7 +63,8 @@ def test_captioning_example_runs(tmp_path):
         ["--out", str(tmp_path), "--steps", "5", "--max-digits", "2", "--hidden", "16",
          "--test-examples", "40", "--beam", "2", "--show", "2", "--quiet"])
     assert json.loads((tmp_path / "results.json").read_text()) == summary
-    assert set(summary["results"]) == {"teacher_forcing", "scheduled_sampling"}
+    assert set(summary["results"]) == {"teacher_forcing", "scheduled_sampling_parallel",
+                                       "scheduled_sampling_sequential"}
     for r in summary["results"].values():
         for decoding in ("greedy", "beam_2"):
             assert 0.0 <= r[decoding]["exact_match"] <= 1.0

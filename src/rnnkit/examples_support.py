@@ -2,12 +2,20 @@
 
     metrics, seconds = train_timed(model_cfg, cfg, out / "lm", quiet=args.quiet)
     plt = pyplot()   # None without matplotlib: the example then skips its plot
+    results = {..., "provenance": provenance("examples/captioning.py")}
 """
 
 from __future__ import annotations
 
+import datetime
+import platform
+import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import torch
 
 from .api import train
 
@@ -30,3 +38,28 @@ def pyplot():
     except ImportError:
         return None
     return plt
+
+
+def provenance(script: str) -> dict:
+    """Where and how an example's numbers were measured: the date, the commit (and whether the
+    package's source had changes), the CPU, the threads, torch and the command."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        commit, dirty = "", ""
+    cpu = platform.machine()
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in
+                    Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": (commit or "unknown") + ("+uncommitted changes in src" if dirty else ""),
+            "cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(),
+            "command": shlex.join(["python", script, *sys.argv[1:]])}
