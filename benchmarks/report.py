@@ -2,45 +2,19 @@
 
 from __future__ import annotations
 
-import datetime
 import json
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
+from rnnkit import examples_support
 
 
 def provenance() -> dict:
     """Where and how a result was measured: the date, the commit, the CPU, the threads, torch,
-    and the command, so that every number can be traced to a run."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except OSError:
-        commit, dirty = "", ""
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "commit": (commit or "unknown") + ("+uncommitted changes in src" if dirty else ""),
-            "cpu": cpu_model(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    and the command, so that every number can be traced to a run (as the examples record it)."""
+    return examples_support.provenance(f"benchmarks/{Path(sys.argv[0]).name}")
 
 
 def emit(result: dict, save: str | None = None) -> dict:
