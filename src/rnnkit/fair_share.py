@@ -3,8 +3,9 @@
 torch runs its intra-op work on OpenMP threads, one per core, that spin at the end of every
 parallel region waiting for each other. Alone on a machine that is the fastest choice. Beside
 another process that computes, it is the slowest: a spinning thread holds a core that the
-other process needs, every region waits for the slowest thread, and two trainings on two
-cores each ran 30-45x slower than one alone, where a fair share is 2x.
+other process needs and every region waits for the slowest thread, so two trainings on as
+many cores as threads run many times slower than one alone, where a fair share is 2x
+(benchmarks/bench_contention.py measures it).
 
 So, unless the user fixes ``--threads``, each command measures how much CPU the other
 processes use (/proc/stat's busy time, less this process's own) and keeps
