@@ -16,6 +16,7 @@ from rnnkit.metrics import (
     span_f1,
     spans,
     tag_accuracy,
+    wer,
 )
 
 SHORT = st.text(alphabet="abc", max_size=6)
@@ -73,6 +74,14 @@ def test_cer_can_exceed_one_and_handles_empty_references():
     assert cer(["abcd"], ["a"]) == 3.0
     assert cer(["", ""], ["", ""]) == 0.0
     assert cer(["x"], [""]) == math.inf
+
+
+def test_wer_counts_word_edits_pooled_over_the_corpus():
+    # "the cat sat" vs "the cat sat down": 1 deletion of 4 words; "a b" vs "c": 1
+    # substitution + 1 insertion of 1 word: (1 + 2) / 5
+    assert wer(["the cat sat", "a b"], ["the cat sat down", "c"]) == pytest.approx(3 / 5)
+    assert wer(["  spaced   out "], ["spaced out"]) == 0.0
+    assert wer(["", ""], ["", ""]) == 0.0 and wer(["x"], [""]) == math.inf
 
 
 # --- BLEU -----------------------------------------------------------------------------------

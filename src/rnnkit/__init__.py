@@ -6,7 +6,17 @@
     print(rnnkit.sample("runs/mine", prime_text="The ", length=200)[0])
 """
 
-from .api import configs, evaluate, load, predict, predict_model, sample, sample_model, train
+from .api import (
+    configs,
+    evaluate,
+    load,
+    predict,
+    predict_model,
+    sample,
+    sample_model,
+    train,
+    transcribe,
+)
 from .data.vocab import CharVocab
 from .decoding import SamplingConfig, generate, sample_next_token
 from .errors import RnnkitError
@@ -30,4 +40,4 @@ __all__ = ["BiRecurrent", "Bidirectional", "CharLM", "CharLMConfig", "CharVocab"
            "RnnkitError", "SamplingConfig", "Seq2Seq", "Seq2SeqConfig", "SequenceClassifier",
            "SequenceTagger", "TaggerConfig", "TrainConfig", "configs", "evaluate", "generate",
            "load", "predict", "predict_model", "sample", "sample_model", "sample_next_token",
-           "train"]
+           "train", "transcribe"]

@@ -33,6 +33,7 @@ from .limits import check_seed
 from .models.char_lm import CharLM, CharLMConfig
 from .tasks import DecodeSettings, EvalRequest, task_of_kind
 from .tasks.lm import LanguageModelTask
+from .tasks.transcribe import audio_utterances
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
 from .training.config import TrainConfig, build_configs, read_toml
 from .training.loop import train as train  # noqa: PLC0414  re-exported
@@ -213,7 +214,8 @@ def check_precision(precision: str, device: torch.device, model=None) -> None:
 def evaluate(checkpoint: str | Path, data: str | None = None, split: str | None = None,
              batch_size: int | None = None, device: str = "cpu", free_running: bool = False,
              prefix: int = 10, continuation: int = 50, max_cases: int = 1000,
-             beam: int = 1, encoding: str | None = None) -> dict:
+             beam: int = 1, encoding: str | None = None, lm: str | Path | None = None,
+             lm_weight: float = 0.5, word_bonus: float = 0.0) -> dict:
     """The task's metrics on a split of the run's own data (or of ``data``): for a language
     model {"loss" (nats/token), "bpc", "perplexity", "tokens", "chars"}, for a pair or vision
     task its loss and metrics (seq2seq and captions decoded with a ``beam``; 1: greedy).
@@ -223,12 +225,49 @@ def evaluate(checkpoint: str | Path, data: str | None = None, split: str | None 
     ``free_running`` adds "exposure_bias": greedy continuations after ``prefix`` true tokens
     (to the end of each line, or ``continuation`` characters in stream mode) scored against
     the teacher-forced predictions of the same positions (see tasks/free_running.py).
+    ``lm`` (transcribe): a character language model's run folder or checkpoint, fused into
+    the beam search with ``lm_weight`` and ``word_bonus`` per word.
     """
     model, vocab, meta = load(checkpoint, device)
+    task = task_of_kind(meta["kind"])
+    fused = load_lm(lm, task, device) if lm is not None else None
     cfg = TrainConfig(**meta["config"]["train"])
     request = EvalRequest(data, split, batch_size, beam, free_running, prefix, continuation,
-                          max_cases, encoding)
-    return task_of_kind(meta["kind"]).evaluate(model, vocab, meta, cfg, request)
+                          max_cases, encoding, fused, lm_weight, word_bonus)
+    return task.evaluate(model, vocab, meta, cfg, request)
+
+
+def transcribe(checkpoint: str | Path, audio_files: list[str | Path], device: str = "cpu",
+               beam: int = 1, lm: str | Path | None = None, lm_weight: float = 0.5,
+               word_bonus: float = 0.0, batch_size: int = 32) -> list[str]:
+    """Transcripts of audio files (WAV, FLAC, OGG; any sample rate) by a ``--task transcribe``
+    model: greedy, or a prefix beam search (``beam`` > 1) fused with the character language
+    model ``lm`` (a run folder or checkpoint) as ``evaluate`` does."""
+    model, labels, meta = load(checkpoint, device)
+    task = task_of_kind(meta["kind"])
+    if not hasattr(task, "transcribe"):
+        raise RnnkitError(f"{checkpoint} holds a {task.name} model, not a speech model "
+                          "(--task transcribe)")
+    check_beam_width(beam)
+    fused = load_lm(lm, task, device) if lm is not None else None
+    utts = audio_utterances([Path(a) for a in audio_files], [str(a) for a in audio_files])
+    return task.transcribe(model, labels, utts,
+                           DecodeSettings(beam, lm=fused, lm_weight=lm_weight,
+                                          word_bonus=word_bonus), batch_size)
+
+
+def load_lm(checkpoint: str | Path, task, device: str = "cpu") -> tuple[CharLM, object]:
+    """(model, vocab) of a recurrent character language model, to fuse into a transcribe
+    model's beam search."""
+    if not getattr(task, "fuses_lm", False):
+        raise RnnkitError(f"--lm applies to speech models (--task transcribe), not {task.name}; "
+                          "drop --lm")
+    model, vocab, meta = load(checkpoint, device)
+    if not isinstance(model, CharLM) or meta["config"]["train"].get("tokenizer") != "char":
+        raise RnnkitError(f"{checkpoint} is not a recurrent character language model (rnnkit "
+                          "train --task lm --model rnn, the default --tokenizer char); --lm "
+                          "scores characters with one")
+    return model, vocab
 
 
 def predict(checkpoint: str | Path, texts: list[str], device: str = "cpu",

@@ -10,6 +10,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from .errors import RnnkitError
 
 # atomic_write's temp files: .NAME.XXXXXXXX.tmp; a process killed mid-write leaves one behind
@@ -36,6 +38,24 @@ def input_file(path: str | Path, flag: str = "--data", what: str = "data file") 
         raise RnnkitError(f"{what} {str(p)!r} is not readable (permission denied); check its "
                           "permissions, or copy it somewhere you can read it")
     return p
+
+
+def npz_arrays(path: str | Path, keys: tuple[str, ...], task: str
+               ) -> tuple[dict[str, np.ndarray], Path]:
+    """The arrays of a .npz file (pickles refused) and its path; one error line when the file
+    is not a readable .npz or lacks one of ``keys`` (which ``--task task`` needs)."""
+    p = input_file(path)
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:  # a truncated zip, a pickle, a non-npz file
+        raise RnnkitError(f"{p} is not a readable .npz file ({str(e)[:80]}); save the arrays "
+                          "with numpy.savez") from None
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise RnnkitError(f"{p} has no array named {missing[0]!r} (it holds "
+                          f"{sorted(arrays)}); --task {task} needs {list(keys)}")
+    return arrays, p
 
 
 def atomic_write(path: str | Path, write) -> None:

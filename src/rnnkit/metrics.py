@@ -94,6 +94,22 @@ def cer(preds: list[str], refs: list[str]) -> float:
     return errors / chars
 
 
+def wer(preds: list[str], refs: list[str]) -> float:
+    """Word error rate: total edit distance over words (split on whitespace) divided by the
+    total reference words; pooled like :func:`cer`, and like it able to exceed 1.
+
+    Returns:
+        The rate; 0.0 when references and predictions are all empty, ``inf`` when only the
+        references are.
+    """
+    _check_parallel(preds, refs)
+    errors = sum(edit_distance(p.split(), r.split()) for p, r in zip(preds, refs))
+    words = sum(len(r.split()) for r in refs)
+    if words == 0:
+        return 0.0 if errors == 0 else math.inf
+    return errors / words
+
+
 def _ngrams(tokens: list[str], n: int) -> Counter:
     return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
 
@@ -438,3 +454,109 @@ def ssim(pred, target, data_range: float = 1.0) -> float:
     total = sum(float(_ssim_map(x[i:i + SSIM_CHUNK], y[i:i + SSIM_CHUNK], bands, data_range).sum())
                 for i in chunks)
     return total / (len(x) * (h - SSIM_WINDOW + 1) * (w - SSIM_WINDOW + 1))
+
+
+# --- temporal action segmentation (a label per frame, scored by its segments) ----------------
+
+Segment = tuple[object, int, int]
+
+
+def segments(labels: Sequence) -> list[Segment]:
+    """The maximal runs of equal labels in one sequence, in order.
+
+    Args:
+        labels: One label per frame (strings or ints).
+
+    Returns:
+        ``[(label, start, end), ...]`` with ``end`` exclusive; [] for an empty sequence.
+        ``segments(["a", "a", "b"])`` is ``[("a", 0, 2), ("b", 2, 3)]``.
+    """
+    found, start = [], 0
+    for label, run in itertools.groupby(labels):
+        n = len(list(run))
+        found.append((label, start, start + n))
+        start += n
+    return found
+
+
+def edit_score(pred_seqs: list[Sequence], gold_seqs: list[Sequence]) -> float:
+    """Segmental edit score (Lea et al. 2017), as the MS-TCN evaluation code computes it.
+
+    Each sequence becomes the list of its segments' labels; the score of a sequence is
+    ``100 * (1 - d / max(n_pred, n_gold))``, with d the Levenshtein distance between the two
+    lists and n their lengths. It punishes over-segmentation (a segment split by a wrong
+    frame or two) and ignores where exactly the boundaries fall.
+
+    Args:
+        pred_seqs: Predicted label sequences.
+        gold_seqs: Gold label sequences, each the same length as its prediction.
+
+    Returns:
+        The mean over sequences, in [0, 100] (100 for two empty sequences).
+
+    Raises:
+        ValueError: If the lists, or any pair of sequences, differ in length, or there are
+            no sequences.
+    """
+    _check_steps(pred_seqs, gold_seqs)
+    if not gold_seqs:
+        raise ValueError("edit_score needs at least one sequence, got none")
+    scores = []
+    for p, g in zip(pred_seqs, gold_seqs):
+        pred, gold = [s[0] for s in segments(p)], [s[0] for s in segments(g)]
+        longest = max(len(pred), len(gold))
+        scores.append(100.0 * (1 - edit_distance(pred, gold) / longest) if longest else 100.0)
+    return float(np.mean(scores))
+
+
+def _segment_hits(pred: list[Segment], gold: list[Segment], iou: float) -> int:
+    """True positives of one sequence: each predicted segment is matched to the gold segment
+    of its label that it overlaps best (IoU), and counts if that IoU is >= ``iou`` and the
+    gold segment was not matched before (MS-TCN's ``f_score``)."""
+    matched, hits = set(), 0
+    for label, start, end in pred:
+        overlaps = [(max(0, min(end, g_end) - max(start, g_start))
+                     / (max(end, g_end) - min(start, g_start)), k)
+                    for k, (g_label, g_start, g_end) in enumerate(gold) if g_label == label]
+        # the first of equal overlaps, as numpy's argmax in MS-TCN
+        best, k = max(overlaps, key=lambda o: o[0], default=(0.0, -1))
+        if best >= iou and k not in matched:
+            matched.add(k)
+            hits += 1
+    return hits
+
+
+def segment_f1(pred_seqs: list[Sequence], gold_seqs: list[Sequence], iou: float) -> float:
+    """F1@k for temporal action segmentation (Lea et al. 2017; MS-TCN, Farha and Gall 2019).
+
+    A predicted segment is a true positive when its intersection over union with the
+    best-overlapping gold segment of the same label is >= ``iou`` and that gold segment has
+    not been matched by an earlier prediction; every other predicted segment is a false
+    positive, and every unmatched gold segment a false negative. The counts are summed over
+    all sequences before precision, recall and F1 are taken. F1@10, F1@25 and F1@50 are
+    ``iou`` = 0.1, 0.25 and 0.5: low thresholds forgive shifted boundaries, high ones do not.
+
+    Args:
+        pred_seqs: Predicted label sequences.
+        gold_seqs: Gold label sequences, each the same length as its prediction.
+        iou: The overlap threshold, in (0, 1].
+
+    Returns:
+        F1 in [0, 100], a percentage like :func:`edit_score` (100 when there are no segments
+        at all).
+
+    Raises:
+        ValueError: If the lists, or any pair of sequences, differ in length, or ``iou`` is
+            outside (0, 1].
+    """
+    _check_steps(pred_seqs, gold_seqs)
+    if not 0 < iou <= 1:
+        raise ValueError(f"iou must be in (0, 1], got {iou}")
+    n_pred = n_gold = hits = 0
+    for p, g in zip(pred_seqs, gold_seqs):
+        pred, gold = segments(p), segments(g)
+        n_pred, n_gold = n_pred + len(pred), n_gold + len(gold)
+        hits += _segment_hits(pred, gold, iou)
+    if n_pred == n_gold == 0:
+        return 100.0
+    return 100.0 * _f1(_safe_div(hits, n_pred), _safe_div(hits, n_gold))

@@ -15,6 +15,7 @@ from ..errors import RnnkitError
 from ..version import __version__
 from . import (
     completion,
+    data,
     demo,
     evaluate,
     export,
@@ -28,7 +29,7 @@ from . import (
 
 COMMANDS = {"train": train, "sample": sample, "predict": predict, "eval": evaluate,
             "export": export, "demo": demo, "serve": serve, "visualize": visualize,
-            "plot": plot, "completion": completion}
+            "plot": plot, "completion": completion, "data": data}
 
 
 class Parser(argparse.ArgumentParser):

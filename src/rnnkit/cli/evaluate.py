@@ -7,6 +7,7 @@ examples:
   rnnkit eval runs/shakespeare                       # the run's own val split
   rnnkit eval runs/mine --data other.txt --split all --json
   rnnkit eval runs/translate --data test.tsv --json  # seq2seq: exact_match, cer, bleu
+  rnnkit eval runs/speech --beam 8 --lm runs/shakespeare --lm-weight 0.5 --word-bonus 1
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import math
 
 from ..api import evaluate
+from ..decoding import check_beam_width
 from ..errors import RnnkitError
 from ..limits import set_threads
 from ..training.config import check_encoding
@@ -42,7 +44,9 @@ def add_arguments(p) -> None:
                    help="print one strict JSON object; a metric that is not a finite number "
                         "(NaN, inf) is written as null")
     p.add_argument("--beam", type=int, default=1, metavar="K",
-                   help="seq2seq and captions: decode with this beam width (default 1: greedy)")
+                   help="seq2seq, captions and speech: decode with this beam width (default 1: "
+                        "greedy)")
+    add_lm_arguments(p)
     free = p.add_argument_group("exposure bias")
     free.add_argument("--free-running", action="store_true",
                       help="also score greedy continuations that read the model's own outputs, "
@@ -59,6 +63,8 @@ def run(args) -> int:
     if args.batch_size is not None and args.batch_size < 1 or args.beam < 1:
         raise RnnkitError(f"--batch-size and --beam must be >= 1, got {args.batch_size} and "
                           f"{args.beam}")
+    check_beam_width(args.beam)
+    check_fusion(args.lm_weight, args.word_bonus)
     set_threads(args.threads)
     if args.encoding is not None:
         try:
@@ -67,7 +73,7 @@ def run(args) -> int:
             raise RnnkitError(f"--{e}") from None
     r = evaluate(args.checkpoint, args.data, args.split, args.batch_size, args.device,
                  args.free_running, args.prefix, args.continuation, args.max_cases, args.beam,
-                 args.encoding)
+                 args.encoding, args.lm, args.lm_weight, args.word_bonus)
     if args.json:
         print(json.dumps(finite_or_null(r), allow_nan=False))
         return 0
@@ -89,6 +95,24 @@ def run(args) -> int:
             print(f"  {name.replace('_', '-'):15s} exact match {s['exact_match']:.3f}, "
                   f"error per position {s['mean_position_error']:.3f}")
     return 0
+
+
+def add_lm_arguments(p) -> None:
+    s = p.add_argument_group("speech decoding (transcribe)")
+    s.add_argument("--lm", default=None, metavar="RUN_DIR|CHECKPOINT",
+                   help="fuse this character language model (trained by rnnkit train) into "
+                        "the beam search (shallow fusion)")
+    s.add_argument("--lm-weight", type=float, default=0.5, metavar="A",
+                   help="the language model's weight in the score (default 0.5)")
+    s.add_argument("--word-bonus", type=float, default=0.0, metavar="B",
+                   help="score added per word, against the language model's taste for short "
+                        "texts (default 0)")
+
+
+def check_fusion(lm_weight: float, word_bonus: float) -> None:
+    if not (math.isfinite(lm_weight) and math.isfinite(word_bonus)) or lm_weight < 0:
+        raise RnnkitError(f"--lm-weight must be a number >= 0 and --word-bonus a finite number, "
+                          f"got {lm_weight} and {word_bonus}")
 
 
 def finite_or_null(x):

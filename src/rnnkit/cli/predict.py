@@ -10,8 +10,11 @@ examples:
   rnnkit predict runs/sentiment --input reviews.txt --output labels.txt
   rnnkit predict runs/frames --output predictions/        # 8 generated test sequences
   rnnkit predict runs/captions --input images.npz --beam 3
+  rnnkit predict runs/speech --input wavs.txt --beam 8 --lm runs/shakespeare
 A line of the input that holds a tab (a TSV with answers) is read up to its first tab.
 Seq2seq n-best hypotheses are written on one line, separated by tabs; tags by spaces.
+Speech models read a list of audio files, one per line, relative to the list's folder
+(or a .npz of features), and write one transcript per line.
 Vision models read a .npz file (the arrays of their --data format) or, without --input,
 generate --count test examples; frames are written into the --output folder as
 strip_NNN.png (input | truth | prediction) and sequence_NNN.gif, plus predictions.npz.
@@ -22,7 +25,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..api import load
+from ..api import load, load_lm
 from ..decoding import SamplingConfig, check_beam_width, check_length_penalty
 from ..errors import RnnkitError
 from ..fileio import atomic_write_bytes
@@ -30,6 +33,7 @@ from ..limits import check_seed, set_threads
 from ..tasks import DecodeSettings, PredictRequest, task_of_kind
 from ..training.config import TrainConfig
 from ..training.precision import DEVICE_HELP, DEVICES
+from .evaluate import add_lm_arguments, check_fusion
 
 # Decoding a row runs until <eos> or --max-length: a model that never says <eos> would run
 # (and hold its output) as long as asked. Outputs are a sentence or a caption, far shorter.
@@ -42,7 +46,8 @@ MAX_COUNT = 1000
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("--input", default=None, metavar="FILE",
-                   help="one input per line (- for stdin); a .npz file for vision models")
+                   help="one input per line (- for stdin; speech: audio file paths); a .npz "
+                        "file for vision models")
     p.add_argument("--output", default=None, metavar="FILE",
                    help="write the predictions here (default: stdout); a folder for frames")
     p.add_argument("--count", type=int, default=8,
@@ -64,6 +69,7 @@ def add_arguments(p) -> None:
     s.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest")
     s.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
     s.add_argument("--seed", type=int, default=1337, help="random seed for sampling")
+    add_lm_arguments(p)
 
 
 def settings_from(args) -> DecodeSettings:
@@ -71,16 +77,20 @@ def settings_from(args) -> DecodeSettings:
     temperature = 1.0 if args.temperature is None else args.temperature
     sampling = SamplingConfig(temperature, args.top_k, args.top_p) if wants_sampling else None
     return DecodeSettings(args.beam, args.n_best, args.length_penalty,
-                          args.max_length, sampling, args.seed)
+                          args.max_length, sampling, args.seed, None, args.lm_weight,
+                          args.word_bonus)
 
 
 def run(args) -> int:
     check_seed(args.seed)
+    check_fusion(args.lm_weight, args.word_bonus)
     settings = settings_from(args)  # bad flags are refused before the model loads
     check_limits(args)
     set_threads(args.threads)
     model, vocab, meta = load(args.checkpoint, args.device)
     task = task_of_kind(meta["kind"])
+    if args.lm is not None:
+        settings.lm = load_lm(args.lm, task, args.device)
     if task.predicts_files and not args.output:
         raise RnnkitError(f"{task.name} predictions are images: give --output FOLDER")
     request = PredictRequest(args.input, args.count, args.batch_size, settings)

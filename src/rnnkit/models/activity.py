@@ -19,7 +19,8 @@ from .checks import cell_field, check_config
 
 
 @dataclass
-class ActivityConfig:
+class ClipConfig:
+    """The settings of a per-frame CNN -> RNN model of clips (activity, segment)."""
     num_classes: int = 0
     """Classes, filled in from the data."""
     in_channels: int = 1
@@ -31,17 +32,22 @@ class ActivityConfig:
     cell: str = cell_field()
     """Recurrent cell type."""
     hidden_size: int = 64
-    """H, units per recurrent layer."""
+    """H, units per recurrent layer (and direction)."""
     num_layers: int = 1
     """L, stacked recurrent layers."""
     dropout: float = 0.0
     """Dropout between recurrent layers and before the output layers."""
+
+
+@dataclass
+class ActivityConfig(ClipConfig):
     single_frame: bool = False
-    """Activity: classify from the middle frame alone with the CNN (the no-motion baseline)."""
+    """No RNN, the no-motion baseline: activity classifies the middle frame alone with the
+    CNN, segment labels each frame from its own CNN features."""
     frames: int = 10
-    """Activity: frames per generated clip."""
+    """Activity, segment: frames per generated clip."""
     frame_size: int = 32
-    """Activity, frames: height and width of the (square) generated frames."""
+    """Activity, segment, frames: height and width of the (square) generated frames."""
 
     def __post_init__(self):
         check_config(self, ("in_channels", "cnn_width", "cnn_blocks", "hidden_size",

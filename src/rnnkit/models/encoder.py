@@ -21,7 +21,8 @@ PAD = 0  # the id of <pad> in every vocabulary of the pair tasks
 @dataclass
 class EncoderConfig(RecurrentConfig):
     bidirectional: bool = True
-    """Pair tasks: read the input in both directions (the encoder sees the future)."""
+    """Read the input in both directions, so every step sees the future (the pair tasks'
+    encoders, transcribe); --no-bidirectional reads left to right only."""
 
 
 class SequenceEncoder(nn.Module):

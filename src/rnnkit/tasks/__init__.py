@@ -14,6 +14,8 @@ from ..errors import RnnkitError
 from .base import DecodeSettings, EvalRequest, PredictRequest, Task, TaskRun
 from .lm import LanguageModelTask
 from .pairs import ClassifyTask, Seq2SeqTask, TagTask
+from .segment import SEGMENT
+from .transcribe import TRANSCRIBE
 from .vision import ACTIVITY, CAPTION, FRAMES
 
 TASKS: dict[str, Task] = {
@@ -24,6 +26,8 @@ TASKS: dict[str, Task] = {
     "activity": ACTIVITY,
     "caption": CAPTION,
     "frames": FRAMES,
+    "segment": SEGMENT,
+    "transcribe": TRANSCRIBE,
 }
 
 

@@ -16,6 +16,7 @@ tasks/__init__.py); tests/test_custom_task.py is the worked example.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,11 +46,23 @@ class DecodeSettings:
     sampling: SamplingConfig | None = None
     """Sample (temperature, top-k, top-p) instead of searching."""
     seed: int = 1337
+    lm: Any = None
+    """transcribe: a character language model, (model, vocab) as ``api.load`` gives them,
+    fused into the beam search."""
+    lm_weight: float = 0.5
+    """transcribe: the language model's weight in the search's score."""
+    word_bonus: float = 0.0
+    """transcribe: added to the score per word written (offsets the language model's
+    preference for short texts)."""
 
     def __post_init__(self):
         if self.beam < 1 or not 1 <= self.n_best <= self.beam or (self.max_length or 1) < 1:
             raise RnnkitError(f"need --beam >= 1, 1 <= --n-best <= --beam and --max-length >= 1, "
                               f"got {self.beam}, {self.n_best} and {self.max_length}")
+        if not (math.isfinite(self.lm_weight) and math.isfinite(self.word_bonus)
+                and self.lm_weight >= 0):
+            raise RnnkitError(f"--lm-weight must be a number >= 0 and --word-bonus a finite "
+                              f"number, got {self.lm_weight} and {self.word_bonus}")
         if self.sampling is not None and self.beam > 1:
             raise RnnkitError("sampling and --beam > 1 exclude each other; drop one of them")
         check_seed(self.seed)
@@ -71,6 +84,10 @@ class EvalRequest:
     max_cases: int = 1000
     encoding: str | None = None
     """The character encoding of ``data`` (None: the run's --encoding)."""
+    lm: Any = None
+    """transcribe: a character language model fused into the search (DecodeSettings.lm)."""
+    lm_weight: float = 0.5
+    word_bonus: float = 0.0
 
 
 @dataclass

@@ -26,7 +26,7 @@ from ..data.batching import IGNORE, to_device
 from ..data.pairs import BOS, EOS, PairBatches, TokenVocab, pad, split_indices
 from ..decoding import beam_search, greedy_decode
 from ..errors import RnnkitError
-from ..fileio import atomic_write, atomic_write_bytes, input_file
+from ..fileio import atomic_write, atomic_write_bytes, npz_arrays
 from ..images import save_gif, save_strip
 from ..models import (
     ActivityConfig,
@@ -105,17 +105,7 @@ def frame_examples(seqs: Tensor, input_frames: int) -> Examples:
 
 def load_npz(path: str | Path, task: str, model_cfg) -> Examples:
     """Examples from a .npz file, checked: names the missing key or the bad shape and the fix."""
-    p = input_file(path)
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as e:  # a truncated zip, a pickle, a non-npz file
-        raise RnnkitError(f"{p} is not a readable .npz file ({str(e)[:80]}); save the arrays "
-                          "with numpy.savez") from None
-    missing = [k for k in NPZ_KEYS[task] if k not in arrays]
-    if missing:
-        raise RnnkitError(f"{p} has no array named {missing[0]!r} (it holds "
-                          f"{sorted(arrays)}); --task {task} needs {list(NPZ_KEYS[task])}")
+    arrays, p = npz_arrays(path, NPZ_KEYS[task], task)
     return checked_examples(arrays, task, model_cfg, p)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal, get_args, get_origin, get_type_hints
 
 from ..errors import RnnkitError
+from ..fileio import input_file
 from ..limits import MAX_SEED
 from ..models import DATA_SIZES
 from ..tasks import TASKS, get_task, task_names
@@ -27,7 +28,8 @@ class TrainConfig:
     task: str = field(default="lm", metadata={"choices": task_names})
     """lm: character-level language model on a text; seq2seq, classify, tag: models trained
     on a TSV file of input<TAB>output pairs; activity, caption, frames: models of images and
-    video, on generated data or a .npz file (see rnnkit train --help)."""
+    video, on generated data or a .npz file; transcribe: speech to text with CTC, on a corpus
+    folder, a TSV of audio files or a .npz of features (see rnnkit train --help)."""
     data: str | None = None
     """Training text (UTF-8 unless --encoding says otherwise), the TSV file of a pair task, or
     the .npz file of a vision task.
@@ -216,6 +218,15 @@ class TrainConfig:
                              "forward is the encoder and decoder, not one module call); drop "
                              "--compile")
         task.check(self)
+
+
+def data_path(cfg: TrainConfig) -> str:
+    """--data as an absolute path, checked: a readable file, or a folder for a task that
+    reads folders (a speech corpus's train.tsv, val.tsv, test.tsv)."""
+    p = Path(cfg.data)
+    if getattr(TASKS[cfg.task], "reads_folders", False) and p.is_dir():
+        return str(p.resolve())
+    return str(input_file(p).resolve())
 
 
 def check_encoding(name: str) -> None:

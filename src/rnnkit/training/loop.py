@@ -39,11 +39,11 @@ from tqdm import tqdm
 from ..data.batching import to_device
 from ..errors import RnnkitError
 from ..fair_share import keep_fair_share
-from ..fileio import atomic_write_json, input_file
+from ..fileio import atomic_write_json
 from ..limits import set_threads
 from ..tasks import Task, data_parallel_tasks, get_task
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, to_dict
+from .config import TrainConfig, data_path, to_dict
 from .distributed import Ranks, SameOnEveryRank, check_batch, session
 from .init_from import init_data_errors, load_weights, start_from
 from .precision import (
@@ -78,7 +78,7 @@ class Trainer:
     def __init__(self, model_cfg, cfg: TrainConfig, out: str | Path,
                  resume: bool = False, log=None, task: Task | None = None):
         if cfg.data is not None:  # absolute, so `rnnkit eval RUN` works from anywhere
-            cfg = dataclasses.replace(cfg, data=str(input_file(cfg.data).resolve()))
+            cfg = dataclasses.replace(cfg, data=data_path(cfg))
         check_tensorboard(cfg.tensorboard)
         # --init-from: weights and model settings (a resumed run's come from its last.pt)
         self.init, model_cfg, cfg = start_from(model_cfg, cfg, task, Path(out), resume)
