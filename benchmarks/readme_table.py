@@ -1,5 +1,6 @@
-"""Rewrite the results tables from the JSON files in benchmarks/results/: the headline
-tables in README.md, every table in docs/results.md (``TARGETS``).
+"""Rewrite the results tables from the JSON files in benchmarks/results/ (and two example
+scripts' in examples/results/): the headline tables in README.md, every table in
+docs/results.md (``TARGETS``).
 
     python benchmarks/readme_table.py
 """
@@ -19,7 +20,7 @@ def rows(tables=None) -> list[str]:
         tables = [quality_rows, lstm_vs_gpt_rows, budget_rows, throughput_rows, cells_rows,
                   sampling_rows, contention_rows, prefill_rows, serve_rows, ddp_rows,
                   scheduled_sampling_rows,
-                  large_corpus_rows, beam_rows, convlstm_rows]
+                  large_corpus_rows, beam_rows, convlstm_rows, speech_rows, segment_rows]
     out: list[str] = []
     for table in tables:
         out += table() + [""]
@@ -259,8 +260,44 @@ def quality_rows() -> list[str]:
     return lines
 
 
+def example(name: str) -> dict:
+    return json.loads((ROOT / "examples" / "results" / f"{name}.json").read_text())
+
+
+def speech_rows() -> list[str]:
+    """The lecture's case for bidirectional RNNs, from examples/speech_bidirectional.py."""
+    r = example("speech_bidirectional")
+    lines = ["| speech, held-out voices (`examples/results/speech_bidirectional.json`) "
+             "| parameters | steps in the same time | greedy CER / WER | beam CER / WER "
+             "| beam + char LM CER / WER | machine |", "|---|---|---|---|---|---|---|"]
+    for name, run in r["results"].items():
+        t = run["test"]
+        cells = " | ".join(f"{100 * t[k]['cer']:.2f}% / {100 * t[k]['wer']:.2f}%"
+                           for k in ("greedy", "beam", "beam_lm"))
+        lines.append(f"| {name} LSTM, {run['hidden_size']} units, {r['args']['text']}, "
+                     f"{run['train_seconds']:.0f} s | {run['parameters']:,} | {run['steps']:,} "
+                     f"| {cells} | {machine(r)} |")
+    return lines
+
+
+def segment_rows() -> list[str]:
+    """A label per video frame, from examples/segment_video.py."""
+    r = example("segment_video")
+    lines = ["| a label per frame (`examples/results/segment_video.json`) | parameters "
+             "| frame accuracy | edit | F1@10 | F1@25 | F1@50 | machine |",
+             "|---|---|---|---|---|---|---|---|"]
+    names = {"single_frame": "CNN on each frame", "lstm": "CNN -> LSTM",
+             "bilstm": "CNN -> bidirectional LSTM"}
+    for name, m in r["results"].items():
+        lines.append(f"| {names.get(name, name)}, {r['args']['steps']:,} steps "
+                     f"| {m['parameters']:,} | {m['accuracy']:.3f} | {m['edit']:.1f} "
+                     f"| {m['f1_10']:.1f} | {m['f1_25']:.1f} | {m['f1_50']:.1f} | {machine(r)} |")
+    return lines
+
+
 # file (from the repository root) -> its tables, between START and END; None: every table
-TARGETS = {"README.md": [quality_rows, lstm_vs_gpt_rows, budget_rows], "docs/results.md": None}
+TARGETS = {"README.md": [quality_rows, lstm_vs_gpt_rows, budget_rows, speech_rows, segment_rows],
+           "docs/results.md": None}
 
 
 def main() -> None:

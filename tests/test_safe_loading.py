@@ -115,8 +115,14 @@ for argv in json.loads(sys.argv[1]):
             traceback.print_exc()
             rc = 1
     runs.append({"rc": rc, "err": err.getvalue(), "seconds": time.perf_counter() - start})
-unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
+# Linux: this process's own high-water mark. ru_maxrss would not do: exec keeps the peak of
+# the memory it replaces, which after subprocess's vfork is the whole test process's
+status = "/proc/self/status"
+if os.path.exists(status):
+    line = next(x for x in open(status) if x.startswith("VmHWM:"))
+    peak = int(line.split()[1]) * 1024
+else:  # macOS: ru_maxrss in bytes
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"runs": runs, "peak": peak}))
 """
 
