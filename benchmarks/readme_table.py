@@ -20,7 +20,8 @@ def rows(tables=None) -> list[str]:
         tables = [quality_rows, lstm_vs_gpt_rows, budget_rows, throughput_rows, cells_rows,
                   sampling_rows, contention_rows, prefill_rows, serve_rows, ddp_rows,
                   scheduled_sampling_rows,
-                  large_corpus_rows, beam_rows, convlstm_rows, speech_rows, segment_rows]
+                  large_corpus_rows, beam_rows, convlstm_rows, speech_rows, segment_rows,
+                  long_range_rows, frame_rows]
     out: list[str] = []
     for table in tables:
         out += table() + [""]
@@ -295,8 +296,59 @@ def segment_rows() -> list[str]:
     return lines
 
 
+def long_range_rows() -> list[str]:
+    """Gated cells against a vanilla RNN over long gaps, from examples/long_range.py: the
+    adding problem (long_range.json) and the copy task (long_range_copy.json), the bar of
+    each beside the cells' held-out scores."""
+    lines = ["| long gaps (`examples/long_range.py`), held-out | recipe | rnn | gru | lstm "
+             "| no memory | bar | machine |", "|---|---|---|---|---|---|---|---|"]
+    for name, task, key, bar, fmt in (("long_range", "adding", "mse", "< 0.01", "{:.4f}"),
+                                      ("long_range_copy", "copy", "accuracy", "> 0.95",
+                                       "{:.3f}")):
+        r = example(name)
+        a = r["args"]
+        recipe = (f"H {a['hidden']}, batch {a['batch_size']}, lr {a['learning_rate']:g} "
+                  f"{a.get('schedule', 'constant')}, {a['steps']:,} steps"
+                  + (f", lag curriculum over {a['curriculum']:.0%}" if a.get("curriculum")
+                     else "") + (", chrono LSTM" if a.get("chrono") else ""))
+        for lag, cells in r["results"][task].items():
+            scores = " | ".join(fmt.format(cells[c][key]) if c in cells else "-"
+                                for c in ("rnn", "gru", "lstm"))
+            base = next(iter(cells.values()))["baseline"]
+            what = "test MSE" if task == "adding" else "per-symbol accuracy"
+            lines.append(f"| {task}, {'T' if task == 'adding' else 'lag'} {lag}: {what} "
+                         f"(`{name}.json`) | {recipe} | {scores} "
+                         f"| {fmt.format(base[key])} | {bar} | {machine(r)} |")
+    return lines
+
+
+def frame_rows() -> list[str]:
+    """Video prediction, from examples/frame_prediction.py: the two encoder-forecasters and
+    the forecasts that need no model, scored free-running on held-out digits."""
+    r = example("frame_prediction")
+    a, s = r["args"], r["summary"]
+    setting = (f"{a.get('digits', 2)} digit(s), {a['frame_size']} x {a['frame_size']}, "
+               f"{a['frames']} -> {a['frames']} frames")
+    lines = [f"| frame prediction, {setting} (`examples/results/frame_prediction.json`) "
+             "| parameters | steps (train s) | MSE | SSIM | MSE step 1 / last "
+             "| SSIM step 1 / last | machine |", "|---|---|---|---|---|---|---|---|"]
+    names = {"convlstm": f"ConvLSTM, {a.get('head', 'pixels')} head",
+             "fclstm": "FC-LSTM", "copy_last": "copy the last input frame",
+             "mean_frame": "the mean training frame", "blank": "an empty frame"}
+    for key, name in names.items():
+        m = s[key]
+        trained = (f"{m['params']:,} | {m['steps']:,} ({m['train_seconds']:.0f})"
+                   if "params" in m else "- | -")
+        lines.append(f"| {name} | {trained} | {m['mse']:.4f} | {m['ssim']:.3f} "
+                     f"| {m['mse_per_frame'][0]:.4f} / {m['mse_per_frame'][-1]:.4f} "
+                     f"| {m['ssim_per_frame'][0]:.3f} / {m['ssim_per_frame'][-1]:.3f} "
+                     f"| {machine(r)} |")
+    return lines
+
+
 # file (from the repository root) -> its tables, between START and END; None: every table
-TARGETS = {"README.md": [quality_rows, lstm_vs_gpt_rows, budget_rows, speech_rows, segment_rows],
+TARGETS = {"README.md": [quality_rows, lstm_vs_gpt_rows, budget_rows, speech_rows, segment_rows,
+                         long_range_rows, frame_rows],
            "docs/results.md": None}
 
 

@@ -44,6 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--lines", type=int, default=10_000, help="numbers generated (distinct)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--learning-rate", type=float, default=3e-3, help="peak learning rate")
     p.add_argument("--ss-min", type=float, default=0.5,
                    help="teacher-forcing probability reached at the last step")
     p.add_argument("--seed", type=int, default=0)
@@ -65,7 +66,7 @@ def train_all(args, data: Path, out: Path) -> dict:
             model={"hidden_size": args.hidden, "num_layers": 1, "embed_size": 32},
             train={"data": str(data), "mode": "lines", "batch_size": 64, "seq_length": 80,
                    "val_frac": 0.1, "test_frac": 0.0, "max_steps": args.steps,
-                   "eval_every": args.steps, "learning_rate": 3e-3, "seed": args.seed,
+                   "eval_every": args.steps, "learning_rate": args.learning_rate, "seed": args.seed,
                    "sample_length": 80, **ss})
         t0 = time.perf_counter()
         rnnkit.train(model_cfg, cfg, out=out / name)  # one evaluation, at the end

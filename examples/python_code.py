@@ -82,7 +82,7 @@ import torch
 import rnnkit
 from rnnkit.api import sample_model
 from rnnkit.data.stdlib import read_utf8, stdlib_dir, stdlib_files
-from rnnkit.examples_support import train_timed
+from rnnkit.examples_support import provenance, train_timed
 from rnnkit.fileio import save_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "python_code.json"
@@ -328,6 +328,7 @@ def main(argv=None) -> dict:
         "wall_seconds": 0.0,
     }
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    summary["provenance"] = provenance("examples/python_code.py")
     saved = (RESULTS_NO_COMMENTS if args.no_comments else RESULTS) if args.save else None
     save_results(summary, out / "results.json", saved)
     return summary

@@ -59,7 +59,7 @@ from pathlib import Path
 import rnnkit
 from rnnkit.api import predict
 from rnnkit.data.stdlib import stdlib_dir, stdlib_files
-from rnnkit.examples_support import train_timed
+from rnnkit.examples_support import provenance, train_timed
 from rnnkit.fileio import save_results
 
 TYPES = ("NAME", "KEYWORD", "OP", "NUMBER", "STRING", "COMMENT")
@@ -81,6 +81,7 @@ def parse_args(argv=None):
                    help="skip the third tagger: unidirectional, as many parameters as the "
                         "bidirectional one")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--learning-rate", type=float, default=3e-3, help="peak learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no training log")
     return p.parse_args(argv)
@@ -215,8 +216,9 @@ def train_tagger(args, data: Path, run: Path, bidirectional: bool, hidden: int) 
         model={"cell": "lstm", "embed_size": EMBED, "hidden_size": hidden, "num_layers": 1,
                "bidirectional": bidirectional},
         train={"task": "tag", "data": str(data), "tag_format": "chars",
-               "batch_size": args.batch_size, "max_steps": args.steps,
-               "eval_every": args.steps, "warmup_steps": min(50, args.steps),
+               "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+               "max_steps": args.steps, "eval_every": args.steps,
+               "warmup_steps": min(50, args.steps),
                "val_frac": 0.05, "test_frac": 0.0, "seed": args.seed, "threads": 1})
     return train_timed(model_cfg, cfg, run, args.quiet)[1]
 
@@ -284,7 +286,8 @@ def main(argv=None) -> dict:
                          **score(out / name, out / "test.tsv"),
                          "train_seconds": round(seconds, 1)}
     summary = {"args": vars(args), "data": data, "results": results,
-               "wall_seconds": round(time.perf_counter() - t0, 1)}
+               "wall_seconds": round(time.perf_counter() - t0, 1),
+               "provenance": provenance("examples/python_tagging.py")}
     return save_results(summary, out / "results.json", RESULTS if args.save else None)
 
 

@@ -47,7 +47,7 @@ import torch
 
 import rnnkit
 import rnnkit.api
-from rnnkit.examples_support import train_timed
+from rnnkit.examples_support import provenance, train_timed
 from rnnkit.fileio import save_results
 from rnnkit.models import Seq2Seq, Seq2SeqConfig, SequenceTagger, TaggerConfig
 from rnnkit.tasks import DecodeSettings
@@ -225,7 +225,7 @@ def main(argv=None) -> dict:
               f"(unread {r['char_accuracy_unread']:.3f}, read {r['char_accuracy_read']:.3f})  "
               f"{r['parameters']:,} params, {r['train_seconds']:.0f} s")
     summary = {"args": vars(args), "chance_char_accuracy": round(1 / args.alphabet, 4),
-               "results": results}
+               "results": results, "provenance": provenance("examples/reversal.py")}
     return save_results(summary, out / "results.json", RESULTS if args.save else None,
                         echo=False)
 

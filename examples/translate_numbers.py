@@ -42,6 +42,7 @@ from num2words import num2words
 import rnnkit
 import rnnkit.api
 from rnnkit import metrics
+from rnnkit.examples_support import provenance
 from rnnkit.fileio import save_results
 from rnnkit.tasks import DecodeSettings
 
@@ -179,7 +180,8 @@ def main(argv=None) -> dict:
     results = {pair: run_pair(args, pair, out) for pair in pairs}
     for pair, r in results.items():
         report(pair, r, args.beam)
-    summary = {"args": vars(args), "results": results}
+    summary = {"args": vars(args), "results": results,
+               "provenance": provenance("examples/translate_numbers.py")}
     return save_results(summary, out / "results.json", RESULTS if args.save else None,
                         echo=False)
 

@@ -34,12 +34,18 @@ def test_number_lines_are_distinct_and_seeded():
 
 
 @pytest.mark.slow
-def test_exposure_bias_example_runs(tmp_path):
-    summary = load("exposure_bias").main(["--out", str(tmp_path), "--steps", "15", "--lines",
-                                          "400", "--hidden", "16"])
+def test_exposure_bias_models_write_held_out_numbers(tmp_path):
+    """Two-digit numbers, 200 steps: on the 9 or 10 held-out numbers each model wrote 30-44%
+    word for word from the digits alone with seeds 0, 1 and 2; a model that has not learnt to
+    read the digits writes the words of another number, and an untrained one writes noise:
+    both 0."""
+    summary = load("exposure_bias").main(["--out", str(tmp_path), "--digits", "2", "--lines",
+                                          "100", "--steps", "200", "--hidden", "64",
+                                          "--learning-rate", "1e-2"])
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["summary"]) == {"teacher_forcing", "scheduled_sampling_parallel",
                                        "scheduled_sampling_sequential"}
-    assert "free_running_exact_match" in summary["scheduled_sampling_sequential"]
     assert summary["teacher_forcing"]["cost_vs_teacher_forcing"] == 1.0
     assert results["provenance"]["command"].startswith("python examples/exposure_bias.py")
+    for name in results["summary"]:
+        assert summary[name]["free_running_exact_match"] >= 0.15, (name, summary[name])

@@ -2,6 +2,7 @@
 on hand-written inputs), and a tiny end-to-end run."""
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -144,20 +145,28 @@ def test_held_out_text_is_rnnkit_val_split():
     assert vocab.decode(val.tolist()) == pc.held_out_text(text, 0.05)
 
 
+def unigram_bits(text: str) -> float:
+    """Bits per character of the best model that ignores context: the character frequencies."""
+    counts = np.array(list(Counter(text).values()), dtype=float)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
 @pytest.mark.slow
-def test_python_code_example_runs(tmp_path):
-    summary = pc.main(["--out", str(tmp_path), "--max-bytes", "200000", "--steps", "5",
-                       "--hidden", "16", "--samples", "4", "--length", "200",
+def test_python_code_lm_beats_the_character_frequencies(tmp_path):
+    """100 steps on 100 kB of the standard library: the held-out text cost 3.7 bits/char with
+    seeds 0, 1 and 2; its unigram entropy is 4.6 bits, and an untrained model pays
+    log2(vocabulary), about 6.6."""
+    summary = pc.main(["--out", str(tmp_path), "--max-bytes", "200000", "--steps", "100",
+                       "--hidden", "64", "--layers", "1", "--seq-length", "64",
+                       "--precision", "fp32", "--samples", "2", "--length", "100",
                        "--temperatures", "0.8", "1.0", "--quiet"])
     assert json.loads((tmp_path / "results.json").read_text()) == summary
-    assert (tmp_path / "corpus.txt").stat().st_size == summary["corpus"]["bytes"] <= 200_000
-    assert summary["corpus"]["files"] > 0 and summary["val_bpc"] > 0
+    corpus = (tmp_path / "corpus.txt").read_text(encoding="utf-8")
+    assert len(corpus.encode("utf-8")) == summary["corpus"]["bytes"] <= 200_000
     assert summary["real_functions"]["held_out"]["n"] > 0
     assert set(summary["samples"]) == {"function", "method"}
-    for by_temp in summary["samples"].values():
-        assert set(by_temp) == {"0.8", "1.0"}
-        for r in by_temp.values():
-            assert r["n"] == 4
-            for key in ("parse_fraction", "parse_fraction_of_complete", "compile_fraction"):
-                assert 0.0 <= r[key] <= 1.0
-            assert isinstance(r["top_errors"], list) and isinstance(r["examples"], list)
+    assert all(set(by_temp) == {"0.8", "1.0"} and all(r["n"] == 2 for r in by_temp.values())
+               for by_temp in summary["samples"].values())
+    assert summary["provenance"]["command"].startswith("python examples/python_code.py")
+    assert summary["val_bpc"] < unigram_bits(corpus) - 0.5, summary["val_bpc"]

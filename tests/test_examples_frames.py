@@ -71,24 +71,32 @@ def test_benchmark_runs_and_reports_ratios(bench):
 
 
 @pytest.mark.slow
-def test_frame_prediction_example_runs(tmp_path):
+def test_frame_prediction_convlstm_beats_the_fc_lstm_and_the_mean_frame(tmp_path):
+    """One digit, 16 x 16, 4 frames in and 4 out, 150 steps. With seeds 0, 1 and 2 the
+    warp-head ConvLSTM scored MSE 0.021-0.022 against 0.028-0.030 for the FC-LSTM and the
+    mean frame and 0.035-0.036 for the last input frame, and SSIM 0.29-0.33 against 0.04:
+    better than the FC-LSTM and the mean frame on both at every forecast step, and than the
+    last frame on MSE at every step. An untrained warp head repeats the last frame (MSE
+    above the mean frame's), an untrained FC-LSTM draws a grey field."""
     result = load("examples", "frame_prediction").main([
-        "--out", str(tmp_path), "--frame-size", "16", "--frames", "3", "--hidden", "4",
-        "--steps", "3", "--fc-steps", "4", "--batch", "4", "--test-examples", "8"])
+        "--out", str(tmp_path), "--frame-size", "16", "--frames", "4", "--hidden", "16",
+        "--steps", "150", "--test-examples", "50"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"].keys() == result["summary"].keys()
+    assert saved["provenance"]["command"].startswith("python examples/frame_prediction.py")
     summary = saved["summary"]
     assert {"convlstm", "fclstm", "copy_last", "blank", "mean_frame", "pictures"} <= set(summary)
     conv, fc = summary["convlstm"], summary["fclstm"]
-    assert (conv["steps"], fc["steps"]) == (3, 4)
+    assert conv["steps"] == fc["steps"] == 150
     # the FC-LSTM's size is matched to the ConvLSTM's parameter count
     assert abs(fc["params"] / conv["params"] - 1) < 0.2
-    for name in ("convlstm", "fclstm", "copy_last", "blank", "mean_frame"):
+    beats = saved["convlstm_beats_at_every_frame"]
+    assert beats["fclstm"] == beats["mean_frame"] == {"mse": True, "ssim": True}, beats
+    assert beats["copy_last"]["mse"], beats
+    # the scores it is judged by agree with the per-frame lists
+    for name in ("convlstm", "fclstm", "copy_last", "mean_frame"):
         s = summary[name]
-        assert len(s["mse_per_frame"]) == len(s["ssim_per_frame"]) == 3
-        assert 0 <= s["mse"] <= 1 and -1 <= s["ssim"] <= 1
-    # one step ahead the digits have barely moved; the mean frame is the best constant by MSE
-    assert summary["copy_last"]["mse_per_frame"][0] < summary["blank"]["mse_per_frame"][0]
-    assert summary["mean_frame"]["mse"] < summary["blank"]["mse"]
+        assert len(s["mse_per_frame"]) == len(s["ssim_per_frame"]) == 4
+        assert abs(sum(s["mse_per_frame"]) / 4 - s["mse"]) < 1e-5
     for name in ("frame_prediction.png", "frame_prediction.gif"):
         assert (tmp_path / name).stat().st_size > 0

@@ -1,19 +1,10 @@
 """The seq2seq examples: their data generators, and end-to-end runs at tiny settings."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .test_examples import load
 
 
 @pytest.fixture(scope="module")
@@ -106,30 +97,40 @@ def test_taggers_match_the_seq2seq_parameter_count(reversal):
 # -- end to end ------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_translate_numbers_example_runs(translate, tmp_path):
-    summary = translate.main(["--out", str(tmp_path), "--train", "200", "--test", "20",
-                              "--max-time", "0", "--max-steps", "10", "--hidden", "16",
-                              "--embed", "8", "--beam", "2", "--show", "2", "--quiet"])
+def test_translate_numbers_models_translate_held_out_numbers(translate, tmp_path):
+    """Numbers below 1000, 200 steps: with seeds 0, 1 and 2 exact match on the 50 test
+    numbers was 0.76-0.86 (digits-en) and 0.46-0.60 (en-fr) greedily, 0.82-0.88 and 0.42-0.60
+    with a beam of 2; an untrained or unconditioned decoder gets none right and a CER near 1.
+    (BLEU is no measure here: most outputs are shorter than its 4-grams.)"""
+    summary = translate.main(["--out", str(tmp_path), "--train", "900", "--test", "50",
+                              "--max-number", "1000", "--max-steps", "200",
+                              "--learning-rate", "1e-2", "--hidden", "32", "--embed", "16",
+                              "--beam", "2", "--show", "2", "--quiet"])
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["results"].keys() == summary["results"].keys() == {"digits-en", "en-fr"}
-    for r in saved["results"].values():
-        assert r["steps"] == 10 and r["test_pairs"] == 20 and len(r["examples"]) == 2
+    assert saved == summary
+    assert summary["results"].keys() == {"digits-en", "en-fr"}
+    assert summary["provenance"]["command"].startswith("python examples/translate_numbers.py")
+    bars = {"digits-en": 0.5, "en-fr": 0.25}
+    for pair, r in summary["results"].items():
+        assert r["steps"] == 200 and r["test_pairs"] == 50 and len(r["examples"]) == 2
         for name in ("greedy", "beam2"):
-            assert 0 <= r[name]["exact_match"] <= 1 and r[name]["cer"] >= 0
-            assert 0 <= r[name]["bleu"] <= 100 and r[name]["decode_seconds"] > 0
+            assert r[name]["exact_match"] >= bars[pair], (pair, name, r[name])
+            assert r[name]["cer"] < 0.5, (pair, name, r[name])
 
 
 @pytest.mark.slow
-def test_reversal_example_runs(reversal, tmp_path):
-    summary = reversal.main(["--out", str(tmp_path), "--train", "200", "--test", "20",
-                             "--steps", "10", "--hidden", "16", "--embed", "8", "--quiet"])
+def test_reversal_seq2seq_learns_to_reverse(reversal, tmp_path):
+    """Short strings over 6 letters: the seq2seq reversed all 100 test strings with seeds 0, 1
+    and 2; chance per character is 1/6, so a whole 3-6 letter string comes out right by
+    chance under 0.5% of the time."""
+    summary = reversal.main(["--out", str(tmp_path), "--train", "1000", "--test", "100",
+                             "--alphabet", "6", "--min-len", "3", "--max-len", "6",
+                             "--steps", "200", "--learning-rate", "1e-2", "--hidden", "32",
+                             "--embed", "8", "--quiet"])
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["results"].keys() == summary["results"].keys() == {"seq2seq", "tag-uni",
-                                                                    "tag-bi"}
-    counts = [r["parameters"] for r in saved["results"].values()]
+    assert saved == summary
+    assert summary["results"].keys() == {"seq2seq", "tag-uni", "tag-bi"}
+    assert summary["provenance"]["command"].startswith("python examples/reversal.py")
+    counts = [r["parameters"] for r in summary["results"].values()]
     assert max(counts) < 1.1 * min(counts)  # an equal-size comparison
-    for r in saved["results"].values():
-        assert r["steps"] == 10
-        for key in ("exact_match", "char_accuracy", "char_accuracy_unread",
-                    "char_accuracy_read"):
-            assert 0 <= r[key] <= 1
+    assert summary["results"]["seq2seq"]["exact_match"] >= 0.8

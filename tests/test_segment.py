@@ -318,14 +318,23 @@ def load_example():
     return module
 
 
-def test_the_example_compares_models_of_about_the_same_size(tmp_path, capsys):
-    example = load_example()
+def test_the_example_compares_models_of_about_the_same_size():
     sizes = [sum(p.numel() for p in Segmenter(SegmenterConfig(num_classes=5, **s)).parameters())
-             for s in example.MODELS.values()]
+             for s in load_example().MODELS.values()]
     assert max(sizes) / min(sizes) < 1.02, sizes
-    summary = example.main(["--out", str(tmp_path / "runs"), "--steps", "2", "--frames", "6",
-                            "--frame-size", "16", "--batch-size", "4", "--test-examples", "8",
-                            "--quiet"])
-    assert set(summary["results"]) == set(example.MODELS)
-    assert all(r["test_examples"] == 8 for r in summary["results"].values())
+
+
+@pytest.mark.slow
+def test_the_example_bilstm_labels_frames_better_than_the_commonest_action(tmp_path):
+    """8 frames of 16 x 16, 300 steps: with seeds 0, 1 and 2 the BiLSTM labelled 0.36-0.42 of
+    the test frames right, 0.12-0.16 above the commonest action's share (0.23-0.27); a model
+    that reads no motion cannot beat that share."""
+    summary = load_example().main(["--out", str(tmp_path / "runs"), "--steps", "300",
+                                   "--frames", "8", "--frame-size", "16", "--batch-size", "16",
+                                   "--test-examples", "100", "--models", "bilstm", "--quiet"])
+    assert set(summary["results"]) == {"bilstm"}
     assert summary["provenance"]["command"].startswith("python examples/segment_video.py")
+    r = summary["results"]["bilstm"]
+    assert r["test_examples"] == 100
+    assert r["accuracy"] >= summary["majority_class_accuracy"] + 0.07, (
+        r, summary["majority_class_accuracy"])

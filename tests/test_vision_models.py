@@ -60,10 +60,12 @@ def small_predictor(**kw):
     return FramePredictor(cfg).eval()
 
 
-@pytest.mark.parametrize("arch,peephole", [("convlstm", "none"), ("convlstm", "full"),
-                                           ("fclstm", "none")])
-def test_teacher_forced_forecast_equals_feeding_the_truth_step_by_step(arch, peephole):
-    model = small_predictor(arch=arch, peephole=peephole)
+@pytest.mark.parametrize("arch,peephole,head", [("convlstm", "none", "pixels"),
+                                                ("convlstm", "full", "pixels"),
+                                                ("convlstm", "none", "warp"),
+                                                ("fclstm", "none", "pixels")])
+def test_teacher_forced_forecast_equals_feeding_the_truth_step_by_step(arch, peephole, head):
+    model = small_predictor(arch=arch, peephole=peephole, head=head)
     inputs, targets = torch.rand(2, 3, 1, 16, 16), torch.rand(2, 4, 1, 16, 16)
     with torch.no_grad():
         parallel = model(inputs, targets, eps=1.0)
@@ -91,6 +93,40 @@ def test_patches_round_trip_and_bad_geometry_is_refused():
     torch.testing.assert_close(model._frames(model._patches(frames)), frames)
     with pytest.raises(ValueError, match="multiple of patch_size"):
         FramePredictorConfig(frame_size=30, patch_size=4)
+
+
+def warp_predictor(offset, channels=1, size=5):
+    """A warp-head predictor whose every kernel is one-hot at ``offset`` (row, col) from the
+    centre: the head's weights zeroed, its bias a large logit at that kernel entry."""
+    model = small_predictor(head="warp", warp_size=size, in_channels=channels)
+    k, patch = size, model.config.patch_size
+    entry = (k // 2 + offset[0]) * k + (k // 2 + offset[1])
+    with torch.no_grad():
+        model.head.weight.zero_()
+        bias = torch.full((k * k, patch * patch), -50.0)  # pixel_shuffle's channel order
+        bias[entry] = 50.0
+        model.head.bias.copy_(bias.reshape(-1))
+    return model
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_the_warp_head_moves_the_previous_frame_by_its_kernels(channels):
+    inputs = torch.rand(2, 3, channels, 16, 16)
+    with torch.no_grad():
+        still = torch.sigmoid(warp_predictor((0, 0), channels)(inputs))[:, 0]
+        moved = torch.sigmoid(warp_predictor((1, -2), channels)(inputs))[:, 0]
+    last = inputs[:, -1]
+    torch.testing.assert_close(still, last, atol=2e-4, rtol=0)  # (eps, 1 - eps) squeeze
+    # each pixel takes the one a row below and two columns left: the frame moves up, right
+    torch.testing.assert_close(moved[..., :-1, 2:], last[..., 1:, :-2], atol=2e-4, rtol=0)
+    assert moved[..., -1, :].max() < 2e-4 and moved[..., :, :2].max() < 2e-4  # background
+
+
+def test_the_warp_head_is_a_convlstm_option_with_an_odd_kernel():
+    with pytest.raises(ValueError, match="head warp needs arch convlstm"):
+        FramePredictorConfig(arch="fclstm", head="warp")
+    with pytest.raises(ValueError, match="warp_size must be odd"):
+        FramePredictorConfig(head="warp", warp_size=4)
 
 
 def test_scheduled_sampling_on_frames_sends_no_gradient_through_the_fed_back_frame():

@@ -9,10 +9,17 @@ state small; a 1 x 1 convolution maps the forecaster's last hidden state back to
 
 ``arch="fclstm"`` flattens each frame into one vector and uses the ordinary (fully connected)
 LSTM instead: the paper's baseline, which knows nothing of space.
+
+``head="warp"`` writes a frame by moving the previous one instead of drawing it: the ConvLSTM
+state gives every pixel a K x K kernel, softmax-normalised, and the pixel becomes that
+weighted mean of the previous frame's K x K neighbourhood (dynamic neural advection, Finn et
+al. 2016). A kernel peaked off-centre shifts a sharp digit by whole pixels and keeps it sharp,
+where pixel logits trained by a per-pixel loss hedge between the places it may go and blur.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,13 +58,25 @@ class FramePredictorConfig:
     """Frames: frames read before forecasting."""
     output_frames: int = 10
     """Frames: frames forecast."""
+    head: Literal["pixels", "warp"] = "pixels"
+    """Frames: pixels (a 1 x 1 convolution gives each pixel's logit, the paper's) or warp (each
+    pixel a softmax-weighted mean of the previous frame's --warp-size neighbourhood;
+    convlstm only)."""
+    warp_size: int = 7
+    """Frames: K, odd side of the warp head's kernels (moves of up to K // 2 pixels a frame)."""
+    digits: int = 2
+    """Frames: digits moving in each generated sequence (a .npz is read as it is)."""
 
     def __post_init__(self):
         check_config(self, ("in_channels", "frame_size", "patch_size", "hidden_size",
-                            "num_layers", "input_frames", "output_frames"))
+                            "num_layers", "input_frames", "output_frames", "digits", "warp_size"))
         if self.frame_size % self.patch_size:
             raise ValueError(f"frame_size {self.frame_size} must be a multiple of patch_size "
                              f"{self.patch_size}")
+        if self.head == "warp" and self.arch != "convlstm":
+            raise ValueError("head warp needs arch convlstm (the FC-LSTM writes pixels)")
+        if self.warp_size % 2 == 0:
+            raise ValueError(f"warp_size must be odd, got {self.warp_size}")
 
 
 class FramePredictor(nn.Module):
@@ -79,7 +98,11 @@ class FramePredictor(nn.Module):
             self.encoder, self.forecaster = (
                 ConvRecurrent(c.cell, depth, c.hidden_size, c.num_layers, c.kernel_size,
                               peephole=peephole) for _ in range(2))
-            self.head = nn.Conv2d(c.hidden_size, depth, 1)
+            # warp: K * K kernel weights for each of a patch's P * P pixels
+            out = c.patch_size ** 2 * c.warp_size ** 2 if c.head == "warp" else depth
+            self.head = nn.Conv2d(c.hidden_size, out, 1)
+            if c.head == "warp":
+                self._start_still()
         else:
             self.encoder, self.forecaster = (
                 Recurrent(c.cell, depth * grid * grid, c.hidden_size, c.num_layers)
@@ -108,12 +131,37 @@ class FramePredictor(nn.Module):
     def forecast(self, frames: Tensor, state: State) -> tuple[Tensor, State]:
         """Logits of the frames that follow each of ``frames`` (B, T, C, H, W)."""
         out, state = self.forecaster(self._patches(frames), state)
-        if self.config.arch == "convlstm":
-            B, T = out.shape[:2]
-            patches = self.head(out.flatten(0, 1)).view(B, T, -1, *out.shape[3:])
-        else:
-            patches = self.head(out)
-        return self._frames(patches), state
+        if self.config.arch == "fclstm":
+            return self._frames(self.head(out)), state
+        B, T = out.shape[:2]
+        patches = self.head(out.flatten(0, 1))
+        if self.config.head == "warp":
+            return self._warp(patches, frames.flatten(0, 1)).view(frames.shape), state
+        return self._frames(patches.view(B, T, -1, *out.shape[3:])), state
+
+    def _start_still(self) -> None:
+        """Bias every kernel towards its centre (weight about 0.9 there), so that an
+        untrained forecaster repeats the previous frame, sharp, and learns to move it, rather
+        than starting from the mean of the neighbourhood, a blur of every frame it reads."""
+        k, pp = self.config.warp_size, self.config.patch_size ** 2
+        bias = torch.zeros(k * k, pp)  # pixel_shuffle's channel order: kernel entry, pixel
+        bias[k * k // 2] = math.log(9 * (k * k - 1))
+        with torch.no_grad():
+            self.head.bias.copy_(bias.reshape(-1))
+
+    def _warp(self, patches: Tensor, previous: Tensor) -> Tensor:
+        """Logits of ``previous`` (N, C, H, W) moved by the kernels in ``patches`` (N,
+        P*P*K*K, H/P, W/P); one kernel per pixel, shared by the channels."""
+        k = self.config.warp_size
+        N, C, H, W = previous.shape
+        weights = nn.functional.pixel_shuffle(patches, self.config.patch_size).softmax(1)
+        # beyond the border is background: zero padding
+        around = nn.functional.unfold(previous, k, padding=k // 2).view(N, C, k * k, H, W)
+        frame = (around * weights[:, None]).sum(2)
+        # the interface is logits (BCE with logits, sigmoid at the output): squeeze into
+        # (eps, 1 - eps) so that the logit is finite and its gradient never vanishes
+        eps = 1e-4
+        return torch.logit(eps + (1 - 2 * eps) * frame)
 
     def forward(self, inputs: Tensor, targets: Tensor | None = None,
                 eps: float = 1.0) -> Tensor:

@@ -82,8 +82,8 @@ def generate(task: str, model_cfg, n: int, seed: int, split: str) -> Examples:
     c = model_cfg
     # digits at Moving MNIST's scale: 28 pixels in a 64-pixel frame
     seqs = vision.moving_digits(n, frames=c.input_frames + c.output_frames, size=c.frame_size,
-                                digit_size=max(c.frame_size * 28 // 64, 4), seed=seed,
-                                split=split)
+                                digits=c.digits, digit_size=max(c.frame_size * 28 // 64, 4),
+                                seed=seed, split=split)
     return frame_examples(torch.as_tensor(seqs), c.input_frames)
 
 
