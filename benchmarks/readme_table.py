@@ -50,8 +50,9 @@ def lstm_vs_gpt_rows() -> list[str]:
 def machine(r: dict) -> str:
     """The provenance of a result, short: CPU, threads, torch, date."""
     p = r.get("provenance", {})
-    return f"{p.get('cpu', '?')}, {p.get('threads', '?')} threads, torch {p.get('torch', '?')}, " \
-           f"{p.get('date', '?')[:10]}"
+    threads = p.get("threads", "?")
+    return f"{p.get('cpu', '?')}, {threads} thread{'' if threads == 1 else 's'}, " \
+           f"torch {p.get('torch', '?')}, {p.get('date', '?')[:10]}"
 
 
 def budget_rows() -> list[str]:

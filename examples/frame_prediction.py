@@ -2,9 +2,8 @@
 
     python examples/frame_prediction.py --out runs/frame_prediction          # ~25 min, 1 thread
     python examples/frame_prediction.py --out runs/frame_prediction --save   # keep the results
-    # Moving MNIST's scale, for a GPU: two digits in 64 x 64 frames, where a ConvLSTM step
-    # costs about 4x one at 32 x 32 (frame_prediction_64.json: 400 steps took 618 s on two
-    # CPU threads) and its steps are many more than a CPU gives in minutes
+    # Moving MNIST's scale, for a GPU: two digits in 64 x 64 frames, 4x the pixels of 32 x 32
+    # and so about 4x the cost of a step, and many more steps than a CPU gives in minutes
     python examples/frame_prediction.py --frame-size 64 --digits 2 --steps 20000 --threads 0
 
 The data is generated (never downloaded): sklearn digits bouncing in a square frame, as in

@@ -1,7 +1,7 @@
 """A char-LSTM writes LaTeX documents; how many of them compile with pdflatex?
 
     apt-get install texlive-latex-base poppler-utils texlive-publishers-doc
-    python examples/latex.py --out runs/latex          # about 5 minutes on 2 CPU cores
+    python examples/latex.py --out runs/latex          # about 30 minutes on 2 CPU cores
     python examples/latex.py --out runs/latex --save   # also results/latex.json + latex_sample.png
     python examples/latex.py --fetch-r-vignettes ~/r-vignettes --out runs/latex-r  # R papers
     python examples/latex.py --tex-dir ~/papers        # your own .tex files instead
@@ -22,49 +22,58 @@ squeezed; bodies are deduplicated, cut to --max-file-bytes at a paragraph break,
 sorted path order up to --max-bytes and written to OUT/corpus.txt, each as
 "\\begin{document} ... \\end{document}".
 
-A 2-layer LSTM learns the corpus with the main job's recipe (preset shakespeare-5min);
---samples documents are then sampled per temperature from the prime "\\begin{document}" and
-cut at the first \\end{document}. ``repair`` makes a body structurally balanced and nothing
-more (exact rules in its docstring): it closes unclosed braces, environments and math in
-reverse order, drops a closer that matches nothing open, ends open math and open command
-arguments at a paragraph break (TeX forbids both across one) and closes an open environment
-or math before a closer that matches something further out. Each repaired body goes into the
-fixed PREAMBLE (article, amsmath, amssymb, amsthm, graphicx in draft mode, url; theorem
-environments; an empty title for a body that says \\maketitle; all in texlive-latex-base) and
-counts as compiling when ``pdflatex -interaction=nonstopmode -halt-on-error`` exits 0 with a
-PDF within --timeout seconds. Undefined commands and environments are errors, as in pdflatex
-itself. Each body is also compiled cut at its last paragraph break before each of --cuts
-characters (a shorter document has fewer chances to go wrong). A second fraction, "with
-stubs", adds to the preamble an empty definition of every command and environment that the
-corpus uses at least 3 times and the preamble lacks: how much of the failure is vocabulary
-rather than structure. Verbatim text compiles whatever it holds, so compiled samples holding
-some are counted.
+A 2-layer LSTM learns the corpus with the main job's recipe (preset shakespeare-5min), once
+for each of --seeds (three by default, so that the fractions are not one model's luck);
+--samples documents are then sampled per temperature from each model, from the prime
+"\\begin{document}", and cut at the first \\end{document}. The fractions pool every seed's
+samples and carry a 95% Wilson interval; each seed's own count is kept beside them.
+``repair`` makes a body structurally balanced and nothing more (exact rules in its
+docstring): it closes unclosed braces, environments and math in reverse order, drops a closer
+that matches nothing open, ends open math and open command arguments at a paragraph break
+(TeX forbids both across one), closes an open environment or math before a closer that
+matches something further out, drops an \\item outside any list, ends math left open when
+the next \\item comes, closes an item's [label] at a paragraph break and writes a stray &
+outside any alignment as \\&. Each repaired body goes into the fixed PREAMBLE (article,
+amsmath, amssymb, amsthm, graphicx in draft mode, url; theorem environments; an empty title
+for a body that says \\maketitle; all in texlive-latex-base) and counts as compiling when
+``pdflatex -interaction=nonstopmode -halt-on-error`` exits 0 with a PDF within --timeout
+seconds. Undefined commands and environments are errors, as in pdflatex itself. Each body is
+also compiled cut at its last paragraph break before each of --cuts characters (a shorter
+document has fewer chances to go wrong). A second fraction, "with corpus stubs", adds to the
+preamble an empty definition of every command and environment that the corpus uses at least 3
+times and the preamble lacks (the papers defined them in the preambles that the corpus
+drops): how much of the failure is vocabulary rather than structure. Verbatim text compiles
+whatever it holds, so compiled samples holding some are counted, as are those with a theorem,
+lemma, proposition, corollary or proof.
 
-Measured with the defaults, 40 samples per temperature, a 2 x 384 LSTM, 1,360 steps of
-32 x 128 characters (2 threads, bf16 autocast), the share of samples that compile:
-
-    texlive-publishers-doc 2022.20230122-4 (examples/results/latex.json): 197 documents
-    (2.65 MB) of 1,243 files, val loss 1.463 nats/char, training 282 s
-    temperature   whole (about 1,700 chars)   cut before 1,000   cut before 500 (about 320)
-    0.5           5 of 40 (0.125)             7 (0.175)          13 (0.325)
-    0.7           2 (0.05)                    2 (0.05)           4 (0.1)
+Measured with the defaults (three seeds, 70 samples per seed and temperature, so 210 per
+temperature; a 2 x 384 LSTM, 1,360 steps of 32 x 128 characters each, fp32, one thread each
+beside the other corpus's run on a 2-core machine), the share of samples that compile, with
+its 95% interval and the count for each seed:
 
     --fetch-r-vignettes, Debian 12 (examples/results/latex_r_vignettes.json): 168 documents
-    (3.0 MB, the --max-bytes cap) of 276 files, val loss 1.564, training 278 s
-    0.5           7 of 40 (0.175)             13 (0.325)         13 (0.325)
-    0.7           1 (0.025)                   4 (0.1)            8 (0.2)
+    (3.0 MB, the --max-bytes cap) of 276 files, val loss 1.565-1.572, about 1,000 s of
+    training per seed
+    temperature   whole (about 2,000 chars)              cut before 1,000   cut before 500
+    0.3           112 of 210: 0.533 (0.466-0.600), 45/34/33   0.571           0.581
+    0.5           76: 0.362 (0.300-0.429)                0.533              0.552
+    with the 221 corpus stubs, whole at 0.3: 121 of 210, 0.576 (0.509-0.641)
 
-Far from the lecture's "almost compiles" for whole documents, and the 50% aimed for is not
-reached. The two corpora fail differently. Class documentation (texlive-publishers-doc) fails
-on vocabulary: 11 undefined control sequences and 6 undefined environments of the 35 failures
-at 0.5; it is also full of verbatim text, and all 5 whole samples that compiled hold some
-(the 903 corpus stubs lift them only to 7 of 40). The R papers fail on lists, math and
-references as much as on vocabulary: of the 33 failures at 0.5, 5 undefined commands, 4
-\\item in math, 4 paragraph breaks inside a \\bibitem, 3 \\item outside a list, 3 stray &;
-their 221 stubs lift the whole samples to 11 of 40, and none of their compiled samples holds
-verbatim text. Samples are not independent draws of the same difficulty: sampling an earlier
-R model again with another seed moved its whole-sample count from 1 to 6 of 40, so expect
-some 10 points of noise between seeds.
+    texlive-publishers-doc 2022.20230122-4 (examples/results/latex.json): 197 documents
+    (2.65 MB) of 1,243 files, val loss 1.443-1.473, about 1,030 s of training per seed
+    0.3           53 of 210: 0.252 (0.198-0.315), 11/37/5    0.433           0.548
+    0.5           16: 0.076 (0.047-0.120)                0.195              0.305
+    with the 903 corpus stubs, whole at 0.3: 61 of 210, 0.290 (0.233-0.355)
+
+At temperature 0.3 more than half of the R model's whole documents compile, though the
+interval's low end is below one half; with the corpus stubs all of it is above. They are
+statistics prose with \\texttt names, lists, sections and displayed equations; 2 of the 112
+hold verbatim text. The commonest failures left are a float inside a paragraph box ("Not in
+outer par mode", 29 of the 98), undefined commands (21) and a list with text before its first
+\\item (11). Class documentation fails on math and vocabulary ("Missing $ inserted", 37 of
+157; undefined commands, 21) and compiles mostly where it is verbatim text (51 of 53), and its
+seeds disagree (11, 37 and 5 of 70). Neither corpus is about theorems: no compiled whole
+sample holds a theorem, lemma or proof (the lecture's were from an algebraic-geometry book).
 """
 
 from __future__ import annotations
@@ -73,6 +82,7 @@ import argparse
 import collections
 import gzip
 import hashlib
+import math
 import re
 import shutil
 import subprocess
@@ -80,7 +90,7 @@ import time
 from pathlib import Path
 
 import rnnkit
-from rnnkit.examples_support import train_timed
+from rnnkit.examples_support import provenance, train_timed
 from rnnkit.fileio import save_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latex.json"
@@ -90,6 +100,8 @@ PACKAGE = "texlive-publishers-doc"
 PRIME = "\\begin{document}\n"
 # verbatim text compiles whatever it holds: compiled samples that contain some are counted
 VERBATIM = re.compile(r"\\begin\{verbatim\*?\}|\\verb")
+# the lecture's samples invent theorems and their proofs: compiled samples with some are counted
+THEOREM = re.compile(r"\\begin\{(?:theorem|lemma|proposition|corollary|proof)\}")
 END = "\\end{document}"
 
 THEOREMS = ("theorem", "lemma", "proposition", "corollary", "conjecture", "claim",
@@ -109,6 +121,13 @@ MATH_ENVS = frozenset(f"{name}{star}" for star in ("", "*") for name in (
     "equation", "align", "alignat", "gather", "multline", "flalign", "eqnarray",
     "displaymath", "math"))
 VERBATIM_ENVS = frozenset({"verbatim", "verbatim*", "comment"})
+# environments where \\item starts an entry, and where & separates columns
+LIST_ENVS = frozenset({"itemize", "enumerate", "description", "thebibliography", "list",
+                       "trivlist"})
+ALIGN_ENVS = frozenset(f"{name}{star}" for star in ("", "*") for name in (
+    "tabular", "tabularx", "longtable", "array", "align", "alignat", "flalign", "eqnarray",
+    "split", "aligned", "alignedat", "cases", "matrix", "pmatrix", "bmatrix", "Bmatrix",
+    "vmatrix", "Vmatrix", "smallmatrix", "subarray", "xalignat", "xxalignat", "halign"))
 MATH_CLOSER = {"$": "$", "$$": "$$", "\\[": "\\]", "\\(": "\\)"}
 
 # one token of the repair scanner; order matters: the longest alternatives first
@@ -118,14 +137,18 @@ TOKEN = re.compile(r"""
   | (?P<badenv>\\(?:begin|end)(?![a-zA-Z]))
   | (?P<verb>\\verb\*?(?P<vdelim>[^a-zA-Z\s*])[^\n]*?(?P=vdelim))
   | (?P<badverb>\\verb(?![a-zA-Z])\*?[^a-zA-Z\s]?)
+  | (?P<item>\\(?:bib)?item(?![a-zA-Z]))
   | (?P<open_math>\\\[|\\\()
   | (?P<close_math>\\\]|\\\))
   | (?P<escape>\\.)
   | (?P<dollar>\$\$?)
   | (?P<brace>[{}])
+  | (?P<amp>&)
+  | (?P<bracket>\])
   | (?P<comment>%[^\n]*)
   | (?P<par>\n[ \t]*\n)
 """, re.VERBOSE | re.DOTALL)
+PARAGRAPH_NEXT = re.compile(r"[ \t]*(?:\n[ \t]*\n|\Z)")
 UNFINISHED = re.compile(r"\\(?:begin|end)[ \t]*\{[^{}\n]*\Z")
 
 
@@ -180,15 +203,18 @@ def parse_args(argv=None):
     p.add_argument("--seq-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
-    p.add_argument("--samples", type=int, default=40, help="documents sampled per temperature")
+    p.add_argument("--samples", type=int, default=70,
+                   help="documents sampled per temperature from each seed's model")
     p.add_argument("--length", type=int, default=2000, help="characters sampled per document")
-    p.add_argument("--temperatures", nargs="+", type=float, default=[0.5, 0.7],
+    p.add_argument("--temperatures", nargs="+", type=float, default=[0.3, 0.5],
                    help="the first is the headline")
     p.add_argument("--cuts", nargs="+", type=int, default=[500, 1000],
                    help="also compile each body cut at its last paragraph break before N "
                    "characters (shorter documents have fewer chances to go wrong)")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds per pdflatex run")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                   help="one model trained per seed (which also seeds its samples); the "
+                   "fractions pool every seed's samples")
     p.add_argument("--quiet", action="store_true", help="no training log")
     return p.parse_args(argv)
 
@@ -358,6 +384,11 @@ def repair_once(body: str) -> str:
         argument (a { right after a command name or an optional argument's ]), and what was
         opened inside them: TeX stops there with an error ("Paragraph ended before ...")
         unless the command is \\long;
+      * \\item or \\bibitem outside every list environment is dropped, and inside one
+        first closes any math still open since the list began; the [label] after it is
+        closed by a paragraph break like an argument, and a \\bibitem whose {key} would be
+        a paragraph break (or the end) gets an empty one; & outside every alignment environment
+        (tabular, align, matrix, ...) is written \\&;
       * at the end everything still open is closed, innermost first.
     """
     return Repair(body).run()
@@ -365,8 +396,8 @@ def repair_once(body: str) -> str:
 
 class Repair:
     """The state of one pass: the text written so far (``out``), the stack of what is open
-    (("{", "{") | ("{", "arg") | ("env", name) | ("math", opener)) and where the scan stands
-    (``pos``)."""
+    (("{", "{") | ("{", "arg") | ("env", name) | ("math", opener) | ("opt", "[")) and where
+    the scan stands (``pos``)."""
 
     def __init__(self, body: str):
         body = UNFINISHED.sub("", body)
@@ -406,6 +437,18 @@ class Repair:
             self.close_or_drop(m, text, "{")
         elif m["par"]:
             self.paragraph(text)
+        elif m["item"]:
+            self.item(m, text)
+        elif m["bracket"]:
+            if (i := self.find("opt")) is None:
+                self.out.append(text)
+                return
+            bib = self.stack[i][1] == "bib"
+            self.close_or_drop(m, text, "opt")
+            if bib and PARAGRAPH_NEXT.match(self.body, self.pos):
+                self.out.append("{}")  # \\bibitem's {key}: it may not be a paragraph break
+        elif m["amp"]:
+            self.out.append(text if self.find_any(ALIGN_ENVS) is not None else "\\&")
         elif not (m["badverb"] or m["badenv"]):  # escape, \verb, comment: copied untouched
             self.out.append(text)
 
@@ -454,10 +497,30 @@ class Repair:
 
     def paragraph(self, text: str) -> None:
         first = next((i for i, item in enumerate(self.stack)
-                      if item[0] == "math" or item[1] in MATH_ENVS or item[1] == "arg"), None)
+                      if item[0] in ("math", "opt") or item[1] in MATH_ENVS or item[1] == "arg"),
+                     None)
         if first is not None:  # TeX forbids math and most arguments across a paragraph break
             self.close_to(first)
         self.out.append(text)
+
+    def item(self, m, text: str) -> None:
+        """\\item outside a list is dropped; inside one, math still open from the entry
+        before is closed first (TeX stops at both)."""
+        i = self.find_any(LIST_ENVS)
+        if i is None:
+            self.pos = self.drop(m)
+            return
+        math = next((j for j in range(i + 1, len(self.stack))
+                     if self.stack[j][0] == "math" or self.stack[j][1] in MATH_ENVS), None)
+        if math is not None:
+            self.close_to(math)
+        self.out.append(text)
+        bib = text == "\\bibitem"
+        if (opt := re.compile(r"[ \t]*\[").match(self.body, self.pos)) is not None:
+            self.open(opt.group(), ("opt", "bib" if bib else "["))  # its label, up to ]
+            self.pos = opt.end()
+        elif bib and PARAGRAPH_NEXT.match(self.body, self.pos):
+            self.out.append("{}")
 
     def close_to(self, index: int) -> None:
         while len(self.stack) > index:
@@ -482,6 +545,13 @@ class Repair:
                 return i
         return None
 
+    def find_any(self, names: frozenset) -> int | None:
+        """The innermost open environment named in ``names``."""
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == "env" and self.stack[i][1] in names:
+                return i
+        return None
+
     def in_math(self) -> bool:
         return any(item[0] == "math" or item[1] in MATH_ENVS for item in self.stack)
 
@@ -492,6 +562,8 @@ def closer(item) -> str:
         return "}"
     if kind == "env":
         return f"\\end{{{value}}}"
+    if kind == "opt":  # a \\bibitem's label is followed by its {key}
+        return "]{}" if value == "bib" else "]"
     return MATH_CLOSER[value]
 
 
@@ -503,9 +575,9 @@ def is_balanced(text: str) -> bool:
 # ---------------------------------------------------------------- compiling
 
 
-def sample_bodies(run: Path, args, temperature: float) -> list[str]:
+def sample_bodies(run: Path, args, temperature: float, seed: int) -> list[str]:
     texts = rnnkit.sample(run / "best.pt", prime_text=PRIME, length=args.length,
-                          num_samples=args.samples, seed=args.seed, temperature=temperature)
+                          num_samples=args.samples, seed=seed, temperature=temperature)
     return [t[len(PRIME):].split(END, 1)[0] for t in texts]
 
 
@@ -601,12 +673,24 @@ def render_png(pdf: Path, png: Path) -> bool:
     return png.exists()
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    """The 95% Wilson score interval of the fraction k / n (sound near 0 and 1, unlike the
+    normal approximation)."""
+    if n == 0:
+        return [0.0, 1.0]
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return [round(max(centre - half, 0.0), 3), round(min(centre + half, 1.0), 3)]
+
+
 def tally(results: list[dict]) -> dict:
     errors = [r["error"] for r in results if not r["compiles"]]
     undefined = collections.Counter(e.split()[-1] for e in errors
                                     if e.startswith("Undefined control sequence \\"))
-    return {"compiling": sum(r["compiles"] for r in results),
-            "fraction": round(sum(r["compiles"] for r in results) / max(len(results), 1), 3),
+    k = sum(r["compiles"] for r in results)
+    return {"compiling": k, "samples": len(results),
+            "fraction": round(k / max(len(results), 1), 3), "ci95": wilson(k, len(results)),
             "error_kinds": dict(collections.Counter(map(error_kind, errors)).most_common()),
             "undefined_commands": dict(undefined.most_common(15))}
 
@@ -614,7 +698,7 @@ def tally(results: list[dict]) -> dict:
 # ---------------------------------------------------------------- main
 
 
-def train_model(args, corpus: Path, run: Path) -> tuple[dict, float]:
+def train_model(args, corpus: Path, run: Path, seed: int) -> tuple[dict, float]:
     """The main job's recipe (preset shakespeare-5min: 2 x 384 LSTM, batch 32, peak learning
     rate 5e-3, bf16 where the CPU has it) on the LaTeX corpus."""
     model_cfg, cfg = rnnkit.configs(
@@ -622,50 +706,71 @@ def train_model(args, corpus: Path, run: Path) -> tuple[dict, float]:
         train={"data": str(corpus), "max_steps": args.steps, "max_time": args.max_minutes * 60,
                "eval_every": max(args.steps // 4, 1), "seq_length": args.seq_length,
                "batch_size": args.batch_size, "val_frac": 0.05, "test_frac": 0.0,
-               "eval_max_chars": 100_000, "seed": args.seed, "threads": args.threads,
+               "eval_max_chars": 100_000, "seed": seed, "threads": args.threads,
                "sample_length": 200})
     return train_timed(model_cfg, cfg, run, args.quiet)
 
 
-def by_temperature_and_length(args, run: Path, out: Path) -> tuple[list[str], dict]:
-    """The headline bodies (first temperature, whole samples) and the compile fraction of
-    every temperature, whole and cut at each of --cuts."""
+def by_temperature_and_length(args, runs: dict[int, Path], out: Path):
+    """The headline bodies with their results (first temperature, whole samples) and the
+    compile fraction of every temperature, whole and cut at each of --cuts, over the samples
+    of every seed's model together (and each seed's own count)."""
     table, headline = {}, None
     for t in args.temperatures:
-        raw = sample_bodies(run, args, t)
+        raw = [b for seed, run in runs.items() for b in sample_bodies(run, args, t, seed)]
         for cut in [0, *args.cuts]:
             bodies = [repair(cut_at_paragraph(b, cut) if cut else b) for b in raw]
             assert all(map(is_balanced, bodies))
             name = f"T{t}_{cut or 'whole'}"
             results = compile_all(bodies, out / "samples" / name, PREAMBLE, args.timeout)
             table[name] = {"temperature": t, "cut": cut or None, **tally(results),
+                           "by_seed": by_seed(runs, results),
                            "compiling_with_verbatim": sum(
                                r["compiles"] and bool(VERBATIM.search(b))
+                               for b, r in zip(bodies, results)),
+                           "compiling_with_theorems": sum(
+                               r["compiles"] and bool(THEOREM.search(b))
                                for b, r in zip(bodies, results)),
                            "mean_body_chars": round(sum(map(len, bodies)) / len(bodies))}
             headline = headline or (bodies, results)
     return headline, table
 
 
+def by_seed(runs: dict[int, Path], results: list[dict]) -> dict[str, int]:
+    """Samples that compile, per seed (``results`` holds each seed's samples in turn)."""
+    n = len(results) // len(runs)
+    return {str(seed): sum(r["compiles"] for r in results[i * n:(i + 1) * n])
+            for i, seed in enumerate(runs)}
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if len(set(args.seeds)) != len(args.seeds):
+        raise SystemExit(f"--seeds {' '.join(map(str, args.seeds))}: each seed once")
     if shutil.which("pdflatex") is None:
         raise SystemExit("pdflatex not found: apt-get install texlive-latex-base")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     corpus = build_corpus(tex_files(args), out, args.max_bytes, args.max_file_bytes)
-    for old in ("run", "samples", "stubbed"):  # this example's own outputs of an earlier run
+    # this example's own outputs of an earlier run
+    for old in ("run", "runs", "samples", "stubbed"):
         shutil.rmtree(out / old, ignore_errors=True)
-    metrics, seconds = train_model(args, out / "corpus.txt", out / "run")
-    (bodies, plain), table = by_temperature_and_length(args, out / "run", out)
+    runs, trained = {seed: out / "runs" / f"seed{seed}" for seed in args.seeds}, []
+    for seed, run in runs.items():
+        metrics, seconds = train_model(args, out / "corpus.txt", run, seed)
+        trained.append({"seed": seed, "steps": metrics.get("step"),
+                        "train_seconds": round(seconds, 1),
+                        "val_loss": round(metrics["val_loss"], 4)})
+    (bodies, plain), table = by_temperature_and_length(args, runs, out)
     stubbed, n_stubs = stub_preamble((out / "corpus.txt").read_text(), out / "stubbed",
                                      args.timeout)
     with_stubs = compile_all(bodies, out / "stubbed", stubbed, args.timeout)
     compiled = [(b, r) for b, r in zip(bodies, plain) if r["compiles"]]
     picture = None
-    if compiled:  # the longest that compiled, one without verbatim text if there is one
-        _, shown = max(compiled, key=lambda br: (not VERBATIM.search(br[0]), br[1]["chars"]))
+    if compiled:  # the longest that compiled, preferring theorems and no verbatim text
+        _, shown = max(compiled, key=lambda br: (bool(THEOREM.search(br[0])),
+                                                 not VERBATIM.search(br[0]), br[1]["chars"]))
         best = Path(shown["file"])
         if render_png(best.with_suffix(".pdf"), out / "latex_sample.png"):
             picture = str(best)
@@ -678,8 +783,8 @@ def main(argv=None) -> dict:
                    **corpus},
         "model": {"cell": "lstm", "num_layers": 2, "hidden_size": args.hidden,
                   "recipe": "shakespeare-5min"},
-        "steps": metrics.get("step"), "train_seconds": round(seconds, 1),
-        "val_loss": round(metrics["val_loss"], 4),
+        "runs": trained,
+        "val_loss": round(sum(r["val_loss"] for r in trained) / len(trained), 4),
         "samples": len(bodies),
         "mean_body_chars": round(sum(map(len, bodies)) / len(bodies)),
         "compiles": tally(plain),
@@ -687,6 +792,7 @@ def main(argv=None) -> dict:
         "compiles_with_stubs": {"stubs": n_stubs, **tally(with_stubs)},
         "picture_of": picture,
         "wall_seconds": round(time.perf_counter() - t0, 1),
+        "provenance": provenance("examples/latex.py"),
     }
     saved = (R_RESULTS if args.fetch_r_vignettes else RESULTS) if args.save else None
     return save_results(summary, out / "results.json", saved)

@@ -1,6 +1,6 @@
 """Python source from a character LSTM: does a sampled function parse?
 
-    python examples/python_code.py --out runs/python_code         # about 6 minutes, 2 cores
+    python examples/python_code.py --out runs/python_code         # 18.5 minutes on 2 shared cores
     python examples/python_code.py --out runs/python_code --save  # also keep the JSON
 
 The corpus is real code with no download: the .py files of this Python's own standard library
@@ -28,21 +28,24 @@ functions found character for character in the corpus (recalled, not written).
 The baseline checks the extractor, not the model: the same cut on every ``def`` and ``async
 def`` of the held-out text (real code the model never trained on) and of the whole corpus.
 
-Measured with the defaults (examples/results/python_code.json; Python 3.11.7's stdlib: the
-first 173 files in path order, ``__future__.py`` to ``email/generator.py``, 2,986,664 bytes, 96
-distinct characters, the last 149,333 held out; LSTM 2 x 384, embedding 64, 1.92 M parameters;
-batch 32 x 128, 1,360 steps (1.9 epochs), peak learning rate 5e-3, bf16 autocast, 2 threads;
-283 s of training, 320 s wall on 2 CPU cores): val loss 1.124 nats/char, 1.62 bits/char.
+Measured with the defaults (examples/results/python_code.json, with its date, commit, CPU and
+command; Python 3.11.7's stdlib: the first 173 files in path order, ``__future__.py`` to
+``email/generator.py``, 2,986,664 bytes, 96 distinct characters, the last 149,333 held out;
+LSTM 2 x 384, embedding 64, 1.92 M parameters; batch 32 x 128, 1,360 steps (1.9 epochs), peak
+learning rate 5e-3, bf16 autocast, 1 thread (--threads 0: the fair share of 2 CPU cores shared
+with another job); 1,032 s of training, 1,109 s wall): val loss 1.122 nats/char, 1.62
+bits/char.
 100 samples of 2,000 characters per prompt and temperature:
 
     prompt    T    complete  parse  compile  mean lines  commonest SyntaxError
-    function  0.7   44       0.04   0.03     19.4        unindent does not match any outer
-                                                         indentation level (11)
-    function  0.8   57       0.09   0.09     17.3        unindent does not match ... (13)
-    function  1.0   98       0.04   0.04     14.9        unmatched ')' (17)
-    method    0.7   88       0.33   0.33      8.4        invalid syntax (7)
-    method    0.8   91       0.24   0.24      8.7        invalid syntax (14)
-    method    1.0   98       0.19   0.19      5.9        invalid syntax (15)
+    function  0.7   49       0.05   0.05     12.6        unindent does not match any outer
+                                                         indentation level (9)
+    function  0.8   76       0.09   0.09     15.1        unindent does not match ... (11)
+    function  1.0   94       0.08   0.08      8.1        invalid syntax (19)
+    method    0.7   91       0.40   0.39      8.0        unexpected indent (7), invalid
+                                                         syntax (7)
+    method    0.8   94       0.31   0.31      5.7        invalid syntax (8)
+    method    1.0  100       0.19   0.19      5.7        invalid syntax (15)
     real, held out       147 functions: parse 1.00, compile 1.00, 20.7 lines on average
     real, whole corpus  4403 functions: parse 0.996, compile 0.995
 
@@ -51,13 +54,14 @@ fractions of all 100; mean lines: of the complete ones.) The 19 real functions t
 are where the indentation rule is not Python's: 9 multi-line strings whose text goes back to
 column 0, 4 signatures closed by a ``):`` at the def's own indentation, 6 defs quoted inside
 docstrings. So the extractor is sound and the model is not: at 1.6 bits/char it writes lines
-that look like the standard library (``self._loop``, ``self._protocol``, docstrings) but it
-loses the block structure of top-level functions: most failures are an unindent to a level
-never opened, or brackets left open or closed twice. Methods (prompted indented) parse far
-more often, 19-33%, and are shorter; many that parse are a signature, a long docstring (ast
-accepts any text inside a string) and a ``return`` line. None of the parsing functions is
-copied from the corpus. A lower temperature gives longer functions, not more correct ones: at
-0.7, 56 of the 100 top-level functions had not closed after 2,000 characters.
+that look like the standard library (``self._loop``, ``self._transport``, docstrings) but it
+loses the block structure of top-level functions: the commonest failures are an unindent to a
+level never opened, a string left open, or brackets closed twice. Methods (prompted indented)
+parse far more often, 19-40%, and are shorter; many that parse are a signature, a long
+docstring (ast accepts any text inside a string) and a ``return`` line. None of the parsing
+functions is copied from the corpus. A lower temperature leaves more functions unclosed and
+does not make top-level ones more correct: at 0.7, 51 of the 100 top-level functions had not
+closed after 2,000 characters (6 at 1.0).
 
 ``--no-comments`` trains on the same files without comments and docstrings (not measured with
 these defaults: the 3 MB cap then reaches further into the library, including the codec tables

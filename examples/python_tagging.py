@@ -26,23 +26,23 @@ a NAME, or the prefix of the STRING f"...".
 
 Measured with the defaults (Python 3.11's stdlib: 200 train files, 26,395 lines; 50 test files,
 6,902 lines, 282,282 characters; one-layer LSTM, embedding 32, 1000 steps of 64 lines, seed 0;
-3 to 4.5 minutes wall in all on 2 shared CPU cores), on the held-out files:
+one thread, 276 s wall in all on 2 shared CPU cores; examples/results/python_tagging.json, with
+its date, commit, CPU and command), on the held-out files:
 
     tagger          H   params  BIO acc  span F1  type acc  in-string  code   KEYWORD  STRING
-    unidirectional  64  32,845  0.952    0.876    0.954     0.743      0.983  0.915    0.865
-    bidirectional   64  58,765  0.987    0.957    0.988     0.946      0.994  0.979    0.971
-    unidirectional  97  59,014  0.956    0.888    0.957     0.756      0.985  0.938    0.873
+    unidirectional  64  32,845  0.952    0.874    0.954     0.752      0.982  0.911    0.870
+    bidirectional   64  58,765  0.986    0.951    0.987     0.940      0.994  0.980    0.967
+    unidirectional  97  59,014  0.956    0.885    0.957     0.758      0.985  0.931    0.873
 
 (type acc: token type right, B-/I- aside; in-string and code: type accuracy on lines wholly
 inside a multi-line string, 12% of the test characters, and on the other lines; KEYWORD and
 STRING: the share of those characters typed right.) Reading the future cuts the character
-error 3.6x (4.8% to 1.3%) and lifts span F1 from 0.876 to 0.957. A unidirectional tagger with
-as many parameters gains little (0.956, 0.888): the right context, not capacity, makes the gap.
+error 3.4x (4.8% to 1.4%) and lifts span F1 from 0.874 to 0.951. A unidirectional tagger with
+as many parameters gains little (0.956, 0.885): the right context, not capacity, makes the gap.
 Most of it is on lines inside multi-line strings: read left to right, a line of docstring prose
-looks like code until enough of it has gone by. On code lines the error still falls from 1.7% to
+looks like code until enough of it has gone by. On code lines the error still falls from 1.8% to
 0.6%, KEYWORD most. Not as the simple story goes, a token's first character is not where the
-left-to-right tagger errs most (type accuracy 0.957 there, 0.940 inside tokens); a separate
-check put its keyword error at 7-10% at every position of a keyword, against about 2%.
+left-to-right tagger errs most (type accuracy 0.955 there, 0.941 inside tokens).
 """
 
 from __future__ import annotations

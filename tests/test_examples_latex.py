@@ -62,6 +62,29 @@ needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None,
     ("$a\n  \\end{x}\nb$", "$a\nb$"),
     # closing $ right after $ must not make $$ (display math)
     (r"{$}", r"{$ $}"),
+    # \item outside a list is dropped (with its line when alone); \itemsep is not \item
+    (r"a \item b \itemsep", r"a  b \itemsep"),
+    ("a\n\\item\nb", "a\nb"),
+    # \item ends math left open by the entry before, not a group
+    (r"\begin{itemize}\item $a \item {b \item c",
+     r"\begin{itemize}\item $a $\item {b \item c}\end{itemize}"),
+    (r"\begin{enumerate}\item \[a \begin{itemize}\item b",
+     r"\begin{enumerate}\item \[a \begin{itemize}\item b\end{itemize}\]\end{enumerate}"),
+    # & separates columns in alignments and is a character elsewhere
+    (r"A & B \begin{tabular}{cc}a & {b} \end{tabular} $x & y$",
+     r"A \& B \begin{tabular}{cc}a & {b} \end{tabular} $x \& y$"),
+    (r"\begin{align} a &= \begin{pmatrix} 1 & 2", r"\begin{align} a &= \begin{pmatrix} 1 & 2"
+     r"\end{pmatrix}\end{align}"),
+    (r"\& and \verb|&|", r"\& and \verb|&|"),
+    # an item's [label] is closed by a paragraph break; ] elsewhere is a character
+    ("\\begin{thebibliography}{9}\\bibitem[Smith {et al\n\nb",
+     "\\begin{thebibliography}{9}\\bibitem[Smith {et al}]{}\n\nb\\end{thebibliography}"),
+    ("\\begin{thebibliography}{9}\\bibitem[S]\n\n\\bibitem\n\n\\bibitem[T] U",
+     "\\begin{thebibliography}{9}\\bibitem[S]{}\n\n\\bibitem{}\n\n\\bibitem[T] U"
+     "\\end{thebibliography}"),
+    (r"\begin{description}\item [a {b] c] $[0, 1]$",
+     r"\begin{description}\item [a {b}] c] $[0, 1]$\end{description}"),
+    (r"\bibitem[x] y", r"[x] y"),
 ])
 def test_repair_exact(body, repaired):
     assert latex.repair(body) == repaired
@@ -158,29 +181,57 @@ def test_repaired_body_compiles(tmp_path):
     assert results[1]["error"] == "Undefined control sequence \\undefinedmacro"
 
 
+@needs_pdflatex
+def test_each_list_and_alignment_rule_turns_a_pdflatex_error_into_a_compile(tmp_path):
+    """Each body stops pdflatex as sampled, and compiles once repaired."""
+    bodies = ["Lonely \\item here.",
+              "Fish & chips.",
+              "\\begin{itemize}\\item $a \\item b\\end{itemize}",
+              "\\begin{thebibliography}{9}\\bibitem[Smith et al\n\nSmith, J.\n"
+              "\\bibitem[Lee]\n\nLee, K.\\end{thebibliography}"]
+    raw = latex.compile_all(bodies, tmp_path / "raw", latex.PREAMBLE, 20)
+    fixed = latex.compile_all([latex.repair(b) for b in bodies], tmp_path / "fixed",
+                              latex.PREAMBLE, 20)
+    assert [r["compiles"] for r in raw] == [False] * 4, [r["error"] for r in raw]
+    assert [r["compiles"] for r in fixed] == [True] * 4, [r["error"] for r in fixed]
+
+
 @pytest.mark.slow
 @needs_pdflatex
 def test_latex_example_runs(tmp_path):
     summary = latex.main(["--out", str(tmp_path), "--tex-dir", str(FIXTURES), "--steps", "5",
                           "--hidden", "16", "--seq-length", "32", "--batch-size", "4",
                           "--samples", "3", "--length", "300", "--temperatures", "0.7",
-                          "--cuts", "100", "--quiet"])
+                          "--cuts", "100", "--seeds", "0", "1", "--quiet"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == json.loads(json.dumps(summary))
-    assert summary["corpus"]["documents"] == 3 and summary["samples"] == 3
-    assert summary["steps"] == 5 and summary["val_loss"] > 0
+    assert summary["corpus"]["documents"] == 3 and summary["samples"] == 6
+    assert [r["seed"] for r in summary["runs"]] == [0, 1]
+    assert all(r["steps"] == 5 and r["val_loss"] > 0 for r in summary["runs"])
+    assert summary["provenance"]["command"]
     for key in ("compiles", "compiles_with_stubs"):
         part = summary[key]
-        assert 0 <= part["fraction"] <= 1 and 0 <= part["compiling"] <= 3
-        assert sum(part["error_kinds"].values()) == 3 - part["compiling"]
+        assert part["samples"] == 6 and part["fraction"] == round(part["compiling"] / 6, 3)
+        assert part["ci95"] == latex.wilson(part["compiling"], 6)
+        assert sum(part["error_kinds"].values()) == 6 - part["compiling"]
     table = summary["by_temperature_and_length"]
     assert set(table) == {"T0.7_whole", "T0.7_100"}
     assert table["T0.7_whole"]["compiling"] == summary["compiles"]["compiling"]
+    assert sum(table["T0.7_whole"]["by_seed"].values()) == summary["compiles"]["compiling"]
     assert table["T0.7_100"]["mean_body_chars"] <= table["T0.7_whole"]["mean_body_chars"]
     whole = table["T0.7_whole"]
     assert 0 <= whole["compiling_with_verbatim"] <= whole["compiling"]
     samples = sorted((tmp_path / "samples" / "T0.7_whole").glob("sample_*.tex"))
-    assert len(samples) == 3
+    assert len(samples) == 6
     for tex in samples:
         body = tex.read_text().split("\\begin{document}\n", 1)[1].rsplit("\n\\end{document}", 1)[0]
         assert latex.is_balanced(body)
+
+
+@pytest.mark.parametrize("k, n, interval", [
+    # the Wilson score interval at z = 1.96; 0 and 1 are clipped to the unit interval
+    (7, 40, [0.087, 0.320]), (0, 10, [0.0, 0.278]), (10, 10, [0.722, 1.0]),
+    (100, 200, [0.431, 0.569]),
+])
+def test_wilson_interval(k, n, interval):
+    assert latex.wilson(k, n) == pytest.approx(interval, abs=1e-3)
