@@ -57,7 +57,8 @@ def machine(r: dict) -> str:
 
 def budget_rows() -> list[str]:
     """The presets side by side, each given the same clock (``bench_quality.py --set
-    train.max_time=...``), measured one after the other on one machine."""
+    train.time_budget=...``, or ``train.max_time`` in older files), measured one after the
+    other on one machine."""
     lines = ["| same clock, one machine (`bench_quality.py`) | cell or model "
              "| parameters | steps in the clock | val loss (nats/char) | bits per char "
              "| machine |", "|---|---|---|---|---|---|---|"]
@@ -65,8 +66,11 @@ def budget_rows() -> list[str]:
         cfg = r["config"]
         kind = (cfg["model"].get("cell") if cfg["train"].get("model", "rnn") == "rnn"
                 else cfg["train"]["model"])
+        train = cfg["train"]
+        clock = (f"{train['time_budget']:.0f} s budget" if train.get("time_budget")
+                 else f"{train['max_time']:.0f} s of training")
         lines.append(
-            f"| `{path.name}`: `{r['preset']}`, {cfg['train']['max_time']:.0f} s of training, "
+            f"| `{path.name}`: `{r['preset']}`, {clock}, "
             f"{r['wall_s']:.0f} s in all | {kind} | {r['params']:,} | {r['steps']:,} "
             f"| **{r['val_loss']:.3f}** | {r['val_bpc']:.3f} | {machine(r)} |")
     return lines

@@ -81,6 +81,11 @@ class TrainConfig:
     """Optimizer steps to train for."""
     max_time: float = 0.0
     """Stop after this many seconds of training (evaluations included); 0 = no limit."""
+    time_budget: float = 0.0
+    """Fit the run to this many seconds of training (evaluations included): it times its
+    first steps and one evaluation, then fixes --max-steps (at most the one given) to the
+    steps that fit, so the schedule ends on time on any machine; config.json records the
+    fitted count, and --resume continues that run exactly. 0 = off."""
     eval_every: int = 500
     """Steps between evaluations on val (each also saves checkpoints and a sample)."""
     eval_max_chars: int = 0
@@ -177,7 +182,7 @@ class TrainConfig:
                              f"{self.dist_timeout}")
         if not 0 < self.learning_rate < math.inf:
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
-        for name in ("grad_clip", "max_time", "eval_max_chars", "eval_examples",
+        for name in ("grad_clip", "max_time", "time_budget", "eval_max_chars", "eval_examples",
                      "warmup_steps", "weight_decay", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

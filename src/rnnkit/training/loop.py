@@ -42,6 +42,7 @@ from ..fair_share import keep_fair_share
 from ..fileio import atomic_write_json
 from ..limits import set_threads
 from ..tasks import Task, data_parallel_tasks, get_task
+from .budget import WARM_STEPS, Pace, fitted_steps, resumed_max_steps, still_to_fit, time_to_fit
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, data_path, to_dict
 from .distributed import Ranks, SameOnEveryRank, check_batch, session
@@ -95,6 +96,7 @@ class Trainer:
         self.scaler = make_scaler(cfg.precision, self.device)
         set_threads(cfg.threads)
         self.created, self.lock = False, None
+        self.pace, self._save_seconds = None, 0.0
         try:
             self._setup(model_cfg, resume)
         except BaseException:
@@ -133,6 +135,8 @@ class Trainer:
             self.run = restore_training(payload, self.model, self.optimizer, self.scaler,
                                         self.dist, self.cfg.seed, self.device,
                                         self.out / "last.pt")
+            self.cfg = dataclasses.replace(self.cfg, max_steps=resumed_max_steps(
+                self.cfg.time_budget, self.cfg.max_steps, self.run.budget_fit))
             change = world_change(payload, self.dist.world_size)
             self.log(f"resuming {self.out} at step {self.run.step}{change}")
         elif not self._save("last", with_trainer=True):  # a step-0 checkpoint: a run killed
@@ -175,7 +179,7 @@ class Trainer:
             return self._close()
         self.model.train()
         bar = StepBar(cfg, run.step, run.elapsed, show=self.dist.is_main)
-        t_start, elapsed0 = time.perf_counter(), run.elapsed
+        t_start, elapsed0, first = time.perf_counter(), run.elapsed, run.step
         self._rate_mark, self._chars = t_start, 0
         try:
             with StopSignals() as stop:
@@ -188,9 +192,16 @@ class Trainer:
                     bar.advance(run.step, run.elapsed)
                     if rates is None:  # rolled back to an earlier step
                         continue
+                    if self._fitting and run.step == first + WARM_STEPS:
+                        self.pace = Pace(run.step, run.elapsed)
+                    fit_now = self._fitting and time_to_fit(run.step, run.elapsed,
+                                                            cfg.time_budget, self.pace)
                     last = run.step >= cfg.max_steps or self._time_up(run.elapsed)
-                    if run.step % cfg.eval_every == 0 or last:
-                        self._record(rates, evaluate_now=True)
+                    if run.step % cfg.eval_every == 0 or last or fit_now:
+                        self._record(rates, evaluate_now=True, fit=fit_now)
+                        cfg = self.cfg  # a fit sets --max-steps
+                        bar.limits = (cfg.max_steps, cfg.max_time)
+                        last = run.step >= cfg.max_steps or self._time_up(run.elapsed)
                     elif run.step % cfg.log_every == 0:
                         self._record(rates)
                         bar.show_record(run.last_metrics, rates, self.rate_key)
@@ -218,6 +229,28 @@ class Trainer:
 
     def _time_up(self, elapsed: float) -> bool:
         return self.cfg.max_time > 0 and elapsed >= self.cfg.max_time
+
+    @property
+    def _fitting(self) -> bool:
+        """--time-budget is set and the run has not fixed its steps yet (budget.py)."""
+        return still_to_fit(self.cfg.time_budget, self.run.budget_fit)
+
+    def _fit_budget(self, eval_seconds: float) -> None:
+        """Fix --max-steps to the steps that fit --time-budget, from the pace of the steps
+        since the warm-up and this evaluation's cost (the slowest rank's); write it to
+        config.json before the checkpoints that follow, so a resume continues this run."""
+        run, cfg = self.run, self.cfg
+        _, per_eval = self.dist.agree(False, eval_seconds + 2 * self._save_seconds)
+        per_step = self.pace.per_step(run.step, run.elapsed)
+        steps = fitted_steps(run.step, run.elapsed + per_eval, cfg.time_budget, per_step,
+                             per_eval, cfg.eval_every, cfg.max_steps)
+        self.cfg = dataclasses.replace(cfg, max_steps=steps)
+        run.budget_fit = {"seconds": cfg.time_budget, "steps": steps, "cap": cfg.max_steps}
+        if self.dist.is_main:
+            atomic_write_json(self.out / "config.json", to_dict(self.model_cfg, self.cfg))
+        self.log(f"time budget {cfg.time_budget:g} s: {per_step:.3g} s a step and "
+                 f"{per_eval:.3g} s an evaluation here, so {steps} steps (--max-steps "
+                 f"{cfg.max_steps} at most); config.json records it")
 
     def _one_step(self) -> dict | None:
         """One optimizer step; returns the rates it used (for the metrics record), or None
@@ -282,8 +315,9 @@ class Trainer:
                  "diverging loss, or a non-finite gradient; rolled back to step "
                  f"{run.step} with the learning rate x{run.lr_scale}")
 
-    def _record(self, rates: dict, evaluate_now: bool = False) -> None:
-        """Write a metrics record; at evaluations also a sample and the checkpoints.
+    def _record(self, rates: dict, evaluate_now: bool = False, fit: bool = False) -> None:
+        """Write a metrics record; at evaluations also a sample and the checkpoints (and,
+        with ``fit``, first fit the steps to --time-budget).
 
         The record is written before the checkpoint, so a run killed in between resumes from
         the older checkpoint and the newer records are trimmed: no step is lost or doubled.
@@ -295,9 +329,12 @@ class Trainer:
                   self.rate_key: self._chars_per_sec()}
         run.loss_sum, run.loss_count = 0.0, 0
         if evaluate_now:
+            t_eval = time.perf_counter()
             record.update(self.data.evaluate(self.model, self.dist))
             if self.dist.is_main:
                 self.data.write_sample(self.model, self.out / "samples", run.step)
+            if fit:
+                self._fit_budget(time.perf_counter() - t_eval)
             self.log(describe(record))
         run.last_metrics = record
         self.metrics.write(record, evaluate_now)
@@ -336,8 +373,11 @@ class Trainer:
                 "world_size": self.dist.world_size}
         trainer = (trainer_state(run, self.optimizer, self.scaler, self.dist, self.device)
                    if with_trainer else None)  # collectives: every rank
+        t_save = time.perf_counter()
         if self.dist.is_main:
             save_checkpoint(self.out / f"{name}.pt", self.model.state_dict(), meta, trainer)
+        if with_trainer:  # the cost of an evaluation's checkpoints, for --time-budget
+            self._save_seconds = time.perf_counter() - t_save
         return True
 
 def train(model_cfg, cfg: TrainConfig, out: str | Path, resume: bool = False,

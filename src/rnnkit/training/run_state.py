@@ -32,6 +32,8 @@ class RunState:
     lr_scale: float = 1.0  # halved at every rollback
     overflows: int = 0  # fp16 steps the gradient scaler skipped (not bad steps)
     loss_ceiling: float = math.inf  # a train loss above it means divergence: set at step 1
+    # --time-budget's fit, {"seconds", "steps", "cap"}: the steps that fit (budget.py)
+    budget_fit: dict | None = None
 
     def count_step(self, loss: float, outcome: Update) -> None:
         """Count a step taken: its loss toward the average, its outcome toward the streak of
@@ -54,7 +56,7 @@ class RunState:
         keeping the counts that span rollbacks."""
         kept = {"skipped": self.skipped, "rollbacks": self.rollbacks + 1,
                 "overflows": self.overflows, "loss_ceiling": self.loss_ceiling,
-                "lr_scale": self.lr_scale / 2}
+                "lr_scale": self.lr_scale / 2, "budget_fit": self.budget_fit}
         self.__dict__.update(vars(restored), **kept)
 
 
@@ -79,7 +81,8 @@ def restore_training(payload: dict, model, optimizer, scaler, dist, seed: int,
     return RunState(t["step"], t["elapsed"], t["best_val"], t["loss_sum"], t["loss_count"],
                     carried, payload["meta"]["metrics"], t.get("skipped", 0),
                     t.get("bad_streak", 0), t.get("rollbacks", 0), t.get("lr_scale", 1.0),
-                    t.get("overflows", 0), t.get("loss_ceiling", math.inf))
+                    t.get("overflows", 0), t.get("loss_ceiling", math.inf),
+                    t.get("budget_fit"))
 
 
 def trainer_state(run: RunState, optimizer, scaler, dist, device: torch.device) -> dict:
@@ -91,6 +94,7 @@ def trainer_state(run: RunState, optimizer, scaler, dist, device: torch.device) 
                "skipped": run.skipped, "rollbacks": run.rollbacks,
                "bad_streak": run.bad_streak,
                "lr_scale": run.lr_scale, "loss_ceiling": run.loss_ceiling,
+               "budget_fit": run.budget_fit,
                "carried": list(carried) if carried is not None else None,
                "rng_cpu": torch.get_rng_state(),
                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()

@@ -1,0 +1,88 @@
+"""--time-budget SECONDS: a run that fits its number of steps to the clock of the machine it
+runs on, then trains by steps alone.
+
+A clock limit (--max-time) stops a run wherever the clock says, so its schedule and its end
+depend on the machine's load at every step. A budgeted run instead times its first steps and
+one evaluation, then fixes --max-steps to the steps that fit the budget (never more than the
+--max-steps it was given) once, early. From then on it is a run of that many steps: the
+cosine schedule ends on time, and the fitted count is written to config.json (and to every
+checkpoint's meta), so --resume continues the same run exactly.
+
+On --resume the run keeps its fitted steps while --time-budget is unchanged (a --max-steps
+other than the fitted count or the one the fit started from is taken as the user's: it extends
+or shortens the run); another --time-budget fits again from where the run stands, and
+--time-budget 0 trains to --max-steps.
+
+The fit assumes the pace of the first steps holds: a machine that gets busier later makes
+the run longer than its budget (fair_share.py gives threads back to other processes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Steps before the clock starts counting the pace: the first steps pay for allocation,
+# thread start-up and, with --compile, the compilation.
+WARM_STEPS = 2
+# The fit comes after this many timed steps, or sooner (after at least MIN_TIMED) once the
+# steps have used FIT_SHARE of the budget: a slow model must not spend its budget measuring.
+TIMED_STEPS = 20
+MIN_TIMED = 3
+FIT_SHARE = 0.05
+
+
+def resumed_max_steps(time_budget: float, max_steps: int, fit: dict | None) -> int:
+    """--max-steps for a resumed run: the fitted count where the run was fitted to this
+    --time-budget and --max-steps is the fitted count or the cap the fit started from."""
+    if fit and fit["seconds"] == time_budget and max_steps in (fit["steps"], fit["cap"]):
+        return fit["steps"]
+    return max_steps
+
+
+def still_to_fit(time_budget: float, fit: dict | None) -> bool:
+    """Whether the run must (still, or again) fit its steps to --time-budget."""
+    return time_budget > 0 and (fit is None or fit["seconds"] != time_budget)
+
+
+@dataclass
+class Pace:
+    """Where the clock stood after the warm-up steps."""
+    step: int
+    elapsed: float
+
+    def per_step(self, step: int, elapsed: float) -> float:
+        return (elapsed - self.elapsed) / max(step - self.step, 1)
+
+
+def time_to_fit(step: int, elapsed: float, budget: float, start: Pace | None) -> bool:
+    """Whether the run, at ``step`` after ``elapsed`` seconds, has timed enough steps."""
+    if start is None:
+        return False
+    timed = step - start.step
+    return timed >= TIMED_STEPS or (timed >= MIN_TIMED and elapsed >= FIT_SHARE * budget)
+
+
+def evaluations_between(after: int, until: int, eval_every: int) -> int:
+    """Evaluations at steps in (after, until]: every eval_every-th step, and the last one."""
+    return until // eval_every - after // eval_every + (until > after and until % eval_every != 0)
+
+
+def fitted_steps(step: int, elapsed: float, budget: float, per_step: float,
+                 per_eval: float, eval_every: int, cap: int) -> int:
+    """The largest total step count N in [step, cap] whose remaining steps and evaluations,
+    at ``per_step`` and ``per_eval`` seconds each, end within ``budget`` seconds; ``step``
+    itself when none does (the run ends now)."""
+    left = budget - elapsed
+
+    def fits(n: int) -> bool:
+        return (n - step) * per_step + evaluations_between(step, n, eval_every) * per_eval <= left
+
+    if cap <= step or not fits(step + 1):
+        return step
+    hi = min(cap, step + math.floor(left / max(per_step, 1e-9)))
+    lo = step + 1
+    while lo < hi:  # the time is non-decreasing in n: the last n that fits
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo

@@ -1,0 +1,168 @@
+"""--time-budget: the fit of the step count (budget.py) and the runs that use it. The runs
+use a clock that advances a fixed amount at every reading, so each fit is repeatable."""
+
+import json
+import random
+import signal
+
+import pytest
+
+import rnnkit
+from rnnkit.cli import main
+from rnnkit.training import loop
+from rnnkit.training.budget import (
+    TIMED_STEPS,
+    WARM_STEPS,
+    Pace,
+    evaluations_between,
+    fitted_steps,
+    resumed_max_steps,
+    still_to_fit,
+    time_to_fit,
+)
+from rnnkit.training.loop import Interrupted, Trainer
+
+from .test_training import assert_same_weights, losses, small, weights
+
+
+def test_evaluations_between_counts_every_eval_step_and_the_last():
+    for after in range(0, 30):
+        for until in range(after, 60):
+            for every in (1, 4, 7, 100):
+                steps = {s for s in range(after + 1, until + 1) if s % every == 0}
+                if until > after:
+                    steps.add(until)
+                assert evaluations_between(after, until, every) == len(steps), (after, until)
+
+
+def brute_force(step, elapsed, budget, per_step, per_eval, every, cap):
+    best = step
+    for n in range(step + 1, cap + 1):
+        cost = (n - step) * per_step + evaluations_between(step, n, every) * per_eval
+        if elapsed + cost <= budget:
+            best = n
+    return best
+
+
+def test_fitted_steps_is_the_largest_count_within_the_budget():
+    rng = random.Random(0)
+    for _ in range(400):
+        case = (rng.randrange(0, 50), rng.uniform(0, 30), rng.uniform(1, 60),
+                rng.uniform(0.01, 2.0), rng.uniform(0, 5), rng.randrange(1, 40),
+                rng.randrange(1, 400))
+        assert fitted_steps(*case) == brute_force(*case), case
+
+
+def test_a_spent_budget_ends_the_run_where_it_stands():
+    assert fitted_steps(25, 100.0, 60.0, 0.1, 1.0, 10, 1000) == 25
+    assert fitted_steps(25, 10.0, 60.0, 0.1, 1.0, 10, 20) == 25  # the cap is behind already
+
+
+def test_the_fit_waits_for_the_timed_steps_or_a_share_of_the_budget():
+    pace = Pace(step=2, elapsed=1.0)
+    assert not time_to_fit(10, 2.0, 300.0, None)
+    assert not time_to_fit(2 + TIMED_STEPS - 1, 5.0, 300.0, pace)
+    assert time_to_fit(2 + TIMED_STEPS, 5.0, 300.0, pace)
+    assert time_to_fit(5, 16.0, 300.0, pace)  # slow steps: 5% of the budget spent
+    assert not time_to_fit(4, 16.0, 300.0, pace)  # but never on fewer than three
+    assert pace.per_step(12, 6.0) == pytest.approx(0.5)
+
+
+def test_a_resume_keeps_the_fit_unless_the_budget_or_the_steps_change():
+    fit = {"seconds": 300.0, "steps": 700, "cap": 1360}
+    assert resumed_max_steps(300.0, 1360, fit) == 700  # the preset's cap again
+    assert resumed_max_steps(300.0, 700, fit) == 700  # config.json's fitted count
+    assert resumed_max_steps(300.0, 2000, fit) == 2000  # an extension
+    assert resumed_max_steps(0.0, 1360, fit) == 1360 and resumed_max_steps(300.0, 50, None) == 50
+    assert not still_to_fit(300.0, fit) and still_to_fit(600.0, fit)
+    assert still_to_fit(300.0, None) and not still_to_fit(0.0, None)
+
+
+class SteadyClock:
+    """time.perf_counter advancing ``tick`` seconds at every reading."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+@pytest.fixture
+def steady_clock(monkeypatch):
+    monkeypatch.setattr(loop, "time", SteadyClock(0.01))
+
+
+BUDGET = {"time_budget": 1.5, "max_steps": 10_000, "eval_every": 1000, "log_every": 5}
+
+
+def test_a_budgeted_run_fits_its_steps_to_the_clock_and_records_them(tmp_path, hamlet,
+                                                                     steady_clock):
+    out, said = tmp_path / "run", []
+    final = rnnkit.train(*small(hamlet, **BUDGET), out=out, log=said.append)
+    steps = json.loads((out / "config.json").read_text())["train"]["max_steps"]
+    assert final["step"] == steps and 50 < steps < 10_000
+    assert json.loads((out / "last.json").read_text())["config"]["train"]["max_steps"] == steps
+    # the last step ends within the budget, the final evaluation's cost (0.03 s) before it,
+    # and close to it: a few steps (0.014 s each, records included) at most
+    assert 1.5 - 0.1 < final["elapsed"] <= 1.5 - 0.03
+    assert any(f"so {steps} steps" in line for line in said)
+    evaluated = [r[0] for r in losses(out) if r[2] is not None]
+    # the fit's evaluation (5% of the budget came before 20 timed steps), then the last
+    assert len(evaluated) == 2 and WARM_STEPS + 3 <= evaluated[0] < WARM_STEPS + TIMED_STEPS
+    assert evaluated[1] == steps
+
+    twice = rnnkit.train(*small(hamlet, **{**BUDGET, "time_budget": 3.0}),
+                         out=tmp_path / "twice")
+    assert twice["step"] > 1.9 * steps
+
+
+def test_the_budget_never_raises_max_steps(tmp_path, hamlet, steady_clock):
+    final = rnnkit.train(*small(hamlet, **{**BUDGET, "max_steps": 40}), out=tmp_path / "r")
+    assert final["step"] == 40
+
+
+def test_an_interrupted_budgeted_run_resumes_exactly(tmp_path, hamlet, monkeypatch,
+                                                     steady_clock):
+    whole = rnnkit.train(*small(hamlet, **BUDGET), out=tmp_path / "whole")
+    one_step = Trainer._one_step
+
+    def interrupt_at_60(self):  # after the fit, between two records
+        rates = one_step(self)
+        if self.run.step == 62:
+            signal.raise_signal(signal.SIGINT)
+        return rates
+
+    monkeypatch.setattr(Trainer, "_one_step", interrupt_at_60)
+    with pytest.raises(Interrupted):
+        rnnkit.train(*small(hamlet, **BUDGET), out=tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "_one_step", one_step)
+    # resumed with the settings it started from (max_steps is the cap): it keeps its fit,
+    # though its clock now reads otherwise
+    monkeypatch.setattr(loop, "time", SteadyClock(0.05))
+    final = rnnkit.train(*small(hamlet, **BUDGET), out=tmp_path / "cut", resume=True)
+    assert final["step"] == whole["step"]
+    assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+    assert_same_weights(weights(tmp_path / "cut"), weights(tmp_path / "whole"))
+
+
+def test_the_command_line_resumes_from_config_json_and_extends(tmp_path, hamlet,
+                                                               steady_clock, capsys):
+    out = tmp_path / "run"
+    flags = ["train", "--data", str(hamlet), "--out", str(out), "--preset", "tiny",
+             "--seq-length", "16", "--batch-size", "4", "--eval-every", "1000"]
+    assert main([*flags, "--time-budget", "1", "--max-steps", "5000"]) == 0
+    steps = json.loads((out / "config.json").read_text())["train"]["max_steps"]
+    assert losses(out)[-1][0] == steps < 5000
+    assert main(["train", "--out", str(out), "--resume"]) == 0
+    assert "is finished" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--max-steps", str(steps + 10)]) == 0
+    assert losses(out)[-1][0] == steps + 10
+
+
+def test_a_negative_budget_is_one_error_line(tmp_path, hamlet, capsys):
+    code = main(["train", "--data", str(hamlet), "--out", str(tmp_path / "r"),
+                 "--time-budget", "-5"])
+    assert code != 0 and not (tmp_path / "r").exists()
+    assert "time_budget must be >= 0" in capsys.readouterr().err
