@@ -8,8 +8,11 @@
 
 Runs bench_quality.py once per model, one after the other on the same machine: the recurrent
 preset (shakespeare-5min, a 2x384 LSTM) and the transformer preset (gpt-5min), each about five
-minutes here, evaluation included. Prints one JSON object with both val losses, in bits per
-character as well, so a run on other tokens (--bpe) compares with the character models.
+minutes here, evaluation included; --mingru adds the parallel-scan preset (mingru-5min), and
+--plain a plain ``nn.LSTM`` script of the LSTM preset's shape and recipe, no rnnkit code
+(plain_lstm_budget.py, its clock-driven cosine over the same training seconds). Prints one
+JSON object with every val loss, in bits per character as well, so a run on other tokens
+(--bpe) compares with the character models.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import contextlib
 import sys
 
 import bench_quality
+import plain_lstm_budget
 from report import emit
 
 KEPT = ("preset", "val_loss", "val_bpc", "val_chars", "val_tokens", "steps", "params",
-        "train_chars_per_sec", "wall_s", "peak_rss_mb", "bf16", "threads")
+        "train_chars_per_sec", "wall_s", "train_wall_s", "peak_rss_mb", "bf16", "threads")
 
 
 def parse_args(argv=None):
@@ -31,6 +35,10 @@ def parse_args(argv=None):
     p.add_argument("--val-frac", default="0.1")
     p.add_argument("--budget", default="300", help="seconds for each model's whole job")
     p.add_argument("--bpe", action="store_true", help="also the transformer on BPE tokens")
+    p.add_argument("--mingru", action="store_true", help="also the minGRU preset")
+    p.add_argument("--plain", action="store_true",
+                   help="also a plain nn.LSTM script (built-in corpus only)")
+    p.add_argument("--mingru-preset", default="mingru-5min")
     p.add_argument("--lstm-preset", default="shakespeare-5min")
     p.add_argument("--gpt-preset", default="gpt-5min")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -46,16 +54,35 @@ def main(argv=None) -> dict:
     runs, plan = {}, {"lstm": (args.lstm_preset, []), "gpt": (args.gpt_preset, [])}
     if args.bpe:
         plan["gpt_bpe"] = (args.gpt_preset, ['train.tokenizer="bpe"'])
+    if args.mingru:
+        plan["mingru"] = (args.mingru_preset, [])
     for name, (preset, extra) in plan.items():
         flags = ["--preset", preset, *common, "--set", *args.set, *extra]
         with contextlib.redirect_stdout(sys.stderr):  # stdout: this script's one JSON object
             r = bench_quality.main(flags)
         runs[name] = {k: r[k] for k in KEPT}
+    if args.plain:
+        runs["plain_lstm"] = plain_lstm(runs["lstm"], float(args.budget), args.data)
     best = min(runs, key=lambda k: runs[k]["val_bpc"])
-    result = {"benchmark": "lstm_vs_gpt", "data": args.data or "corpus:shakespeare",
+    result = {"benchmark": "lstm_vs_gpt", "data": args.data or "corpus:tinyshakespeare",
               "budget_s": float(args.budget), "runs": runs, "best_bpc": best,
               "torch": r["torch"], "cpu": r["cpu"]}
     return emit(result, args.save)
+
+
+def plain_lstm(lstm: dict, budget: float, data: str | None) -> dict:
+    """The plain script with the LSTM preset's shape and recipe, trained for the seconds the
+    preset's own training took (its whole job less the final scoring: the same clock)."""
+    if data is not None:
+        raise SystemExit("--plain trains on the built-in corpus only; drop --data")
+    seconds = min(lstm["train_wall_s"], budget)
+    flags = ["--hidden", "384", "--layers", "2", "--embed", "64", "--batch-size", "32",
+             "--seq-length", "128", "--lr", "5e-3", "--budget", f"{seconds:.1f}"]
+    with contextlib.redirect_stdout(sys.stderr):
+        r = plain_lstm_budget.main(flags + (["--bf16"] if lstm["bf16"] else []))
+    return {"preset": "plain nn.LSTM 2x384 (plain_lstm_budget.py)",
+            **{k: r[k] for k in ("val_loss", "val_bpc", "steps", "params",
+                                 "train_chars_per_sec", "wall_s", "bf16", "threads")}}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Baseline: a plain ``nn.LSTM`` character model trained for a wall-clock budget, no rnnkit.
 
-    python benchmarks/plain_lstm_budget.py --data ../shared/data/tinyshakespeare.txt \
-        --hidden 384 --layers 2 --bf16 --budget 270
+    python benchmarks/plain_lstm_budget.py --hidden 384 --layers 2 --bf16 --budget 270
+
+(the built-in tinyshakespeare, read from rnnkit's package data, unless --data FILE)
 
 The reference point for rnnkit's presets (same data split, same kind of schedule): stateful
 TBPTT over B streams, AdamW, warmup then cosine over the time budget, global-norm clipping,
@@ -19,10 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from rnnkit.data.shakespeare import tinyshakespeare_bytes
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", default=None, help="text file (default: the built-in corpus)")
     p.add_argument("--hidden", type=int, default=384)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--embed", type=int, default=64)
@@ -89,7 +92,8 @@ def val_loss(model, val, streams=16, T=256) -> float:
 def main(argv=None):
     args = parse_args(argv)
     torch.manual_seed(args.seed)
-    text = open(args.data, encoding="utf-8").read()
+    text = (open(args.data, encoding="utf-8").read() if args.data
+            else tinyshakespeare_bytes().decode("utf-8"))
     chars = sorted(set(text))
     lut = {c: i for i, c in enumerate(chars)}
     data = torch.from_numpy(np.array([lut[c] for c in text], dtype=np.int64))
@@ -100,11 +104,14 @@ def main(argv=None):
     t0 = time.time()
     steps = train(model, streams, args)
     train_s = time.time() - t0
+    loss = val_loss(model, data[n:])
     result = {"benchmark": "plain_lstm_budget", "hidden": args.hidden, "layers": args.layers,
               "batch_size": B, "seq_length": args.seq_length, "lr": args.lr, "bf16": args.bf16,
               "budget_s": args.budget, "steps": steps,
+              "params": sum(p.numel() for p in model.parameters()),
               "train_chars_per_sec": round(steps * B * args.seq_length / train_s, 1),
-              "val_loss": round(val_loss(model, data[n:]), 4),
+              "val_loss": round(loss, 4), "val_bpc": round(loss / math.log(2), 4),
+              "wall_s": round(time.time() - t0, 1),
               "threads": torch.get_num_threads(), "torch": torch.__version__}
     print(json.dumps(result))
     return result

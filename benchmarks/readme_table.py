@@ -40,11 +40,16 @@ def lstm_vs_gpt_rows() -> list[str]:
     for path, r in results("lstm_vs_gpt_*.json"):
         for name, run in r["runs"].items():
             lines.append(
-                f"| `{path.name}`: {Path(r['data']).name}, {r['budget_s']:.0f} s each, "
+                f"| `{path.name}`: {data_name(r['data'])}, {r['budget_s']:.0f} s each, "
                 f"{run['threads']} "
                 f"threads | {name} (`{run['preset']}`) | {run['params']:,} | {run['steps']:,} "
                 f"| {run['wall_s']} s | {run['val_loss']} | **{run['val_bpc']}** |")
     return lines
+
+
+def data_name(data: str) -> str:
+    """A results file's text: a file's name, or a built-in corpus."""
+    return f"{data[7:]} (built in)" if data.startswith("corpus:") else Path(data).name
 
 
 def machine(r: dict) -> str:
@@ -256,13 +261,14 @@ def quality_rows() -> list[str]:
              "| train tokens/s | peak RSS | machine |", "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((ROOT / "benchmarks" / "results").glob("quality_*.json")):
         r = json.loads(path.read_text())
-        data = Path(r["data"]).name
+        data = data_name(r["data"])
         tokens = r["config"]["train"].get("tokenizer", "char")
         lines.append(
             f"| `{r['preset']}`, {tokens} tokens (`{path.name}`) | {data} | {r['budget_s']:.0f} s "
             f"(ran {r['wall_s']:.0f} s) | **{r['val_loss']:.3f}** | {r['val_bpc']:.3f} "
             f"| {r['steps']} | {r['train_chars_per_sec']:,.0f} | {r['peak_rss_mb']:.0f} MB "
-            f"| {r['cpu']}, {r['threads']} threads, bf16={r['bf16']}, torch {r['torch']} |")
+            f"| {r.get('provenance', {}).get('cpu') or r['cpu']}, {r['threads']} threads, "
+            f"bf16={r['bf16']}, torch {r['torch']} |")
     return lines
 
 

@@ -73,6 +73,22 @@ def test_lstm_vs_gpt_benchmark_reports_both_models(hamlet, capsys):
     assert json.loads(capsys.readouterr().out) == result
 
 
+def test_lstm_vs_gpt_adds_the_mingru_preset_and_a_plain_lstm_of_the_presets_shape(capsys):
+    import bench_lstm_vs_gpt
+    result = bench_lstm_vs_gpt.main(["--lstm-preset", "tiny", "--gpt-preset", "gpt-tiny",
+                                     "--mingru", "--mingru-preset", "tiny", "--plain", "--budget",
+                                     "2", "--set", "train.max_steps=3", "train.eval_every=3"])
+    runs = result["runs"]
+    assert set(runs) == {"lstm", "gpt", "mingru", "plain_lstm"}
+    plain = runs["plain_lstm"]
+    # embedding 65x64, two LSTM layers of 384 (two biases each, as rnnkit's), head 384 -> 65:
+    # the parameters of shakespeare-5min
+    assert plain["params"] == 65 * 64 + 4 * 384 * (64 + 384 + 2) + 4 * 384 * (384 + 384 + 2) \
+        + 384 * 65 + 65 == 1_903_105
+    assert plain["steps"] >= 1 and 0 < plain["val_bpc"] < 8
+    capsys.readouterr()
+
+
 def test_readme_table_renders_every_saved_result():
     import readme_table
     text = "\n".join(readme_table.rows())
