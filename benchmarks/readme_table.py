@@ -17,7 +17,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 def rows(tables=None) -> list[str]:
     """The tables (every one by default) as Markdown lines, a blank line between tables."""
     if tables is None:
-        tables = [quality_rows, lstm_vs_gpt_rows, budget_rows, throughput_rows, cells_rows,
+        tables = [quality_rows, lstm_vs_gpt_rows, throughput_rows, cells_rows,
                   sampling_rows, contention_rows, prefill_rows, serve_rows, ddp_rows,
                   scheduled_sampling_rows,
                   large_corpus_rows, beam_rows, convlstm_rows, speech_rows, segment_rows,
@@ -34,15 +34,16 @@ def results(pattern: str):
 
 
 def lstm_vs_gpt_rows() -> list[str]:
-    lines = ["| LSTM vs transformer (`bench_lstm_vs_gpt.py`) | model | parameters | steps "
+    lines = ["| presets at an equal budget (`bench_lstm_vs_gpt.py`) | model | parameters | steps "
              "| wall (training + evaluations) | val loss | val bits/char |",
              "|---|---|---|---|---|---|---|"]
     for path, r in results("lstm_vs_gpt_*.json"):
+        cpu = r.get("provenance", {}).get("cpu") or r["cpu"]
         for name, run in r["runs"].items():
             lines.append(
-                f"| `{path.name}`: {data_name(r['data'])}, {r['budget_s']:.0f} s each, "
-                f"{run['threads']} "
-                f"threads | {name} (`{run['preset']}`) | {run['params']:,} | {run['steps']:,} "
+                f"| `{path.name}`: {data_name(r['data'])}, {r['budget_s']:.0f} s each, {cpu}, "
+                f"{run['threads']} threads | {name} (`{run['preset']}`), "
+                f"{'bf16' if run['bf16'] else 'fp32'} | {run['params']:,} | {run['steps']:,} "
                 f"| {run['wall_s']} s | {run['val_loss']} | **{run['val_bpc']}** |")
     return lines
 
@@ -58,27 +59,6 @@ def machine(r: dict) -> str:
     threads = p.get("threads", "?")
     return f"{p.get('cpu', '?')}, {threads} thread{'' if threads == 1 else 's'}, " \
            f"torch {p.get('torch', '?')}, {p.get('date', '?')[:10]}"
-
-
-def budget_rows() -> list[str]:
-    """The presets side by side, each given the same clock (``bench_quality.py --set
-    train.time_budget=...``, or ``train.max_time`` in older files), measured one after the
-    other on one machine."""
-    lines = ["| same clock, one machine (`bench_quality.py`) | cell or model "
-             "| parameters | steps in the clock | val loss (nats/char) | bits per char "
-             "| machine |", "|---|---|---|---|---|---|---|"]
-    for path, r in results("budget300_*.json"):
-        cfg = r["config"]
-        kind = (cfg["model"].get("cell") if cfg["train"].get("model", "rnn") == "rnn"
-                else cfg["train"]["model"])
-        train = cfg["train"]
-        clock = (f"{train['time_budget']:.0f} s budget" if train.get("time_budget")
-                 else f"{train['max_time']:.0f} s of training")
-        lines.append(
-            f"| `{path.name}`: `{r['preset']}`, {clock}, "
-            f"{r['wall_s']:.0f} s in all | {kind} | {r['params']:,} | {r['steps']:,} "
-            f"| **{r['val_loss']:.3f}** | {r['val_bpc']:.3f} | {machine(r)} |")
-    return lines
 
 
 def cells_rows() -> list[str]:
@@ -358,7 +338,7 @@ def frame_rows() -> list[str]:
 
 
 # file (from the repository root) -> its tables, between START and END; None: every table
-TARGETS = {"README.md": [quality_rows, lstm_vs_gpt_rows, budget_rows, speech_rows, segment_rows,
+TARGETS = {"README.md": [quality_rows, lstm_vs_gpt_rows, speech_rows, segment_rows,
                          long_range_rows, frame_rows],
            "docs/results.md": None}
 

@@ -7,6 +7,7 @@ lines, or an image or video model (activity, caption, frames).
 examples:
   rnnkit train --preset shakespeare-5min --out runs/shakespeare
   rnnkit train --data input.txt --out runs/mine --rnn-size 512 --max-steps 5000
+  rnnkit train --data input.txt --out runs/ten --time-budget 600 --max-steps 100000  # 10 min
   rnnkit train --preset gpt-5min --out runs/gpt          # the transformer baseline
   rnnkit train --data input.txt --out runs/bpe --tokenizer bpe --tokenizer-size 1024
   rnnkit train --task seq2seq --data pairs.tsv --out runs/translate --attention additive

@@ -42,7 +42,14 @@ from ..fair_share import keep_fair_share
 from ..fileio import atomic_write_json
 from ..limits import set_threads
 from ..tasks import Task, data_parallel_tasks, get_task
-from .budget import WARM_STEPS, Pace, fitted_steps, resumed_max_steps, still_to_fit, time_to_fit
+from .budget import (
+    Pace,
+    fitted_steps,
+    pace_starts,
+    resumed_max_steps,
+    still_to_fit,
+    time_to_fit,
+)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, data_path, to_dict
 from .distributed import Ranks, SameOnEveryRank, check_batch, session
@@ -192,7 +199,8 @@ class Trainer:
                     bar.advance(run.step, run.elapsed)
                     if rates is None:  # rolled back to an earlier step
                         continue
-                    if self._fitting and run.step == first + WARM_STEPS:
+                    if self._fitting and self.pace is None and pace_starts(
+                            run.step, first, run.elapsed, cfg.time_budget):
                         self.pace = Pace(run.step, run.elapsed)
                     fit_now = self._fitting and time_to_fit(run.step, run.elapsed,
                                                             cfg.time_budget, self.pace)
