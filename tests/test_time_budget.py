@@ -176,7 +176,8 @@ def test_the_command_line_resumes_from_config_json_and_extends(tmp_path, hamlet,
     steps = json.loads((out / "config.json").read_text())["train"]["max_steps"]
     assert losses(out)[-1][0] == steps < 5000
     assert main(["train", "--out", str(out), "--resume"]) == 0
-    assert "is finished" in capsys.readouterr().err
+    assert f"pass --time-budget 0 --max-steps N (its --time-budget 1 fitted {steps} steps)" \
+        in capsys.readouterr().err
     assert main(["train", "--out", str(out), "--resume", "--max-steps", str(steps + 10)]) == 0
     assert losses(out)[-1][0] == steps + 10
 

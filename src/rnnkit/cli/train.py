@@ -45,9 +45,15 @@ from ..training.config import (
     preset_names,
     read_toml,
 )
-from ..training.distributed import backend_for, check_batch, launched_rank, launched_world_size
+from ..training.distributed import (
+    COMPILE_WITH_DDP,
+    backend_for,
+    check_batch,
+    launched_rank,
+    launched_world_size,
+)
 from ..training.init_from import init_layers
-from ..training.loop import COMPILE_WITH_DDP, train
+from ..training.loop import train
 from .args import FLAG_NAMES, add_dataclass_arguments, as_flags, overrides
 
 # exit codes of a training process that printed its own "rnnkit: error:" line

@@ -19,6 +19,7 @@ the run longer than its budget (fair_share.py gives threads back to other proces
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -43,6 +44,44 @@ def resumed_max_steps(time_budget: float, max_steps: int, fit: dict | None) -> i
 def still_to_fit(time_budget: float, fit: dict | None) -> bool:
     """Whether the run must (still, or again) fit its steps to --time-budget."""
     return time_budget > 0 and (fit is None or fit["seconds"] != time_budget)
+
+
+def how_to_extend(time_budget: float, fit: dict | None) -> str:
+    """What a finished run needs to train on."""
+    if fit and not still_to_fit(time_budget, fit):
+        return (f"--time-budget 0 --max-steps N (its --time-budget {fit['seconds']:g} fitted "
+                f"{fit['steps']} steps)")
+    return "a larger --max-steps or --max-time"
+
+
+class BudgetFit:
+    """--time-budget in one Trainer: when the timing of the pace begins, when the fit is due,
+    and the fit itself."""
+
+    def __init__(self):
+        self.pace: Pace | None = None
+        self.save_seconds = 0.0  # the latest checkpoint with trainer state took this long
+
+    def due(self, cfg, run, first: int) -> bool:
+        """After a step (the run's fit() began at step ``first``): begin timing the pace
+        when it is time; whether the fit is due now."""
+        if not still_to_fit(cfg.time_budget, run.budget_fit):
+            return False
+        if self.pace is None and pace_starts(run.step, first, run.elapsed, cfg.time_budget):
+            self.pace = Pace(run.step, run.elapsed)
+        return time_to_fit(run.step, run.elapsed, cfg.time_budget, self.pace)
+
+    def fit(self, cfg, run, per_eval: float):
+        """(cfg with --max-steps fitted, the log line); sets ``run.budget_fit``. ``per_eval``:
+        this evaluation's seconds with its checkpoints (the slowest rank's)."""
+        per_step = self.pace.per_step(run.step, run.elapsed)
+        steps = fitted_steps(run.step, run.elapsed + per_eval, cfg.time_budget, per_step,
+                             per_eval, cfg.eval_every, cfg.max_steps)
+        run.budget_fit = {"seconds": cfg.time_budget, "steps": steps, "cap": cfg.max_steps}
+        return dataclasses.replace(cfg, max_steps=steps), (
+            f"time budget {cfg.time_budget:g} s: {per_step:.3g} s a step and {per_eval:.3g} s "
+            f"an evaluation here, so {steps} steps (--max-steps {cfg.max_steps} at most); "
+            "config.json records it")
 
 
 @dataclass

@@ -74,6 +74,23 @@ def backend_for(device_type: str, choice: str) -> str:
     return choice
 
 
+COMPILE_WITH_DDP = ("--compile does not combine with multi-process training (--nproc, "
+                    "torchrun); drop --compile, or train in one process")
+
+
+def check_world(ranks: Ranks, task, cfg, supported: str) -> None:
+    """A run on several processes needs a data-parallel ``task`` (the tasks ``supported``
+    name them), no --compile and a batch that splits evenly."""
+    if not ranks.distributed:
+        return
+    if not task.data_parallel:
+        raise SameOnEveryRank(f"multi-process training (torchrun, --nproc) supports --task "
+                              f"{supported} only; train --task {cfg.task} in one process")
+    if cfg.compile:
+        raise SameOnEveryRank(COMPILE_WITH_DDP)
+    check_batch(cfg.batch_size, ranks.world_size)
+
+
 def check_batch(batch_size: int, world_size: int) -> None:
     if batch_size % world_size:
         raise SameOnEveryRank(f"--batch-size {batch_size} does not split evenly over "

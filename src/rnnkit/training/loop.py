@@ -2,16 +2,8 @@
 evaluations, checkpoints with exact resume, and data-parallel training. The task (tasks/) is
 handed in and supplies the data, the forward pass and loss, the metrics and the samples.
 
-A run folder holds:
-    config.json     the resolved {"model": ..., "train": ...} configuration
-    metrics.jsonl   one JSON record per line: step, train_loss, lr, ... (+ val_* at evaluations)
-    samples/        step_XXXXXX.txt (or .png), written at every evaluation
-    last.pt/.json   the latest checkpoint, with optimizer, RNG, carried state: resume from it
-    best.pt/.json   the weights with the lowest val loss so far
-    step_XXXXXX.pt  (+ .json) --keep-checkpoints N: the last N evaluations' weights (stages.py)
-    tensorboard/    --tensorboard: TensorBoard event files (tensorboard.py)
-    .lock           held by the process training in it: one at a time (run_folder.py)
-A language model's text is prepared once in the shared cache (data/corpus.py), not here.
+What a run folder holds: run_folder.py. --time-budget fits the step count to the clock of the
+machine: budget.py.
 
 Resume is exact: the batch is a function of the step, and the checkpoint carries everything
 else that changes (weights, AdamW moments, RNG, the hidden state carried between windows, the
@@ -42,17 +34,10 @@ from ..fair_share import keep_fair_share
 from ..fileio import atomic_write_json
 from ..limits import set_threads
 from ..tasks import Task, data_parallel_tasks, get_task
-from .budget import (
-    Pace,
-    fitted_steps,
-    pace_starts,
-    resumed_max_steps,
-    still_to_fit,
-    time_to_fit,
-)
+from .budget import BudgetFit, how_to_extend, resumed_max_steps
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, data_path, to_dict
-from .distributed import Ranks, SameOnEveryRank, check_batch, session
+from .distributed import Ranks, check_world, session
 from .init_from import init_data_errors, load_weights, start_from
 from .precision import (
     Update,
@@ -74,8 +59,6 @@ from .tensorboard import check_tensorboard, with_tensorboard
 from .update import train_step
 
 MAX_ROLLBACKS = 8
-COMPILE_WITH_DDP = ("--compile does not combine with multi-process training (--nproc, "
-                    "torchrun); drop --compile, or train in one process")
 
 
 class Trainer:
@@ -93,7 +76,7 @@ class Trainer:
         self.cfg, self.out = cfg, Path(out)
         self.task = task or get_task(cfg.task)
         self.dist = Ranks.current()
-        self._check_world()
+        check_world(self.dist, self.task, cfg, data_parallel_tasks())
         self.log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
         if not self.dist.is_main:  # rank 0 speaks for the run
             self.log = lambda msg: None
@@ -103,7 +86,7 @@ class Trainer:
         self.scaler = make_scaler(cfg.precision, self.device)
         set_threads(cfg.threads)
         self.created, self.lock = False, None
-        self.pace, self._save_seconds = None, 0.0
+        self.budget = BudgetFit()
         try:
             self._setup(model_cfg, resume)
         except BaseException:
@@ -114,17 +97,6 @@ class Trainer:
             raise
         # fit() lets other processes use the folder when it ends; so does dropping the Trainer
         self.unlock = weakref.finalize(self, self.lock.release) if self.lock else lambda: None
-
-    def _check_world(self) -> None:
-        if not self.dist.distributed:
-            return
-        if not self.task.data_parallel:
-            raise SameOnEveryRank(f"multi-process training (torchrun, --nproc) supports --task "
-                                  f"{data_parallel_tasks()} only; train --task {self.cfg.task} "
-                                  "in one process")
-        if self.cfg.compile:
-            raise SameOnEveryRank(COMPILE_WITH_DDP)
-        check_batch(self.cfg.batch_size, self.dist.world_size)
 
     def _setup(self, model_cfg, resume: bool) -> None:
         payload = self.dist.run_on_main(lambda: self._open_folder(resume))
@@ -150,8 +122,7 @@ class Trainer:
             # before its first evaluation can --resume
             raise RnnkitError("the model's initial weights are not finite; check the model "
                               "settings (such as --forget-bias)")
-        if self.dist.is_main:
-            atomic_write_json(self.out / "config.json", to_dict(model_cfg, self.cfg))
+        self._write_config()
         self.metrics = self._open_metrics(self.run.step if payload else None)
 
     def _open_folder(self, resume: bool) -> dict | None:  # rank 0
@@ -180,9 +151,9 @@ class Trainer:
     def fit(self) -> dict:
         """Train to --max-steps (or --max-time); returns the last metrics record."""
         cfg, run = self.cfg, self.run
-        if run.step >= cfg.max_steps or self._time_up(run.elapsed):
-            self.log(f"the run in {self.out} is finished (step {run.step}); pass a larger "
-                     "--max-steps or --max-time to extend it")
+        if self._done():
+            self.log(f"the run in {self.out} is finished (step {run.step}); pass "
+                     f"{how_to_extend(cfg.time_budget, run.budget_fit)} to extend it")
             return self._close()
         self.model.train()
         bar = StepBar(cfg, run.step, run.elapsed, show=self.dist.is_main)
@@ -199,21 +170,14 @@ class Trainer:
                     bar.advance(run.step, run.elapsed)
                     if rates is None:  # rolled back to an earlier step
                         continue
-                    if self._fitting and self.pace is None and pace_starts(
-                            run.step, first, run.elapsed, cfg.time_budget):
-                        self.pace = Pace(run.step, run.elapsed)
-                    fit_now = self._fitting and time_to_fit(run.step, run.elapsed,
-                                                            cfg.time_budget, self.pace)
-                    last = run.step >= cfg.max_steps or self._time_up(run.elapsed)
-                    if run.step % cfg.eval_every == 0 or last or fit_now:
+                    fit_now = self.budget.due(self.cfg, run, first)  # --time-budget
+                    if run.step % cfg.eval_every == 0 or self._done() or fit_now:
                         self._record(rates, evaluate_now=True, fit=fit_now)
-                        cfg = self.cfg  # a fit sets --max-steps
-                        bar.limits = (cfg.max_steps, cfg.max_time)
-                        last = run.step >= cfg.max_steps or self._time_up(run.elapsed)
+                        bar.limits = (self.cfg.max_steps, cfg.max_time)  # a fit sets the first
                     elif run.step % cfg.log_every == 0:
                         self._record(rates)
                         bar.show_record(run.last_metrics, rates, self.rate_key)
-                    if last:
+                    if self._done():
                         break
                     if stopping:
                         saved = self._save("last", with_trainer=True)
@@ -235,30 +199,14 @@ class Trainer:
         self.unlock()
         return self.run.last_metrics
 
-    def _time_up(self, elapsed: float) -> bool:
-        return self.cfg.max_time > 0 and elapsed >= self.cfg.max_time
+    def _done(self) -> bool:
+        """At --max-steps (fitted, with --time-budget) or past --max-time."""
+        cfg, run = self.cfg, self.run
+        return run.step >= cfg.max_steps or 0 < cfg.max_time <= run.elapsed
 
-    @property
-    def _fitting(self) -> bool:
-        """--time-budget is set and the run has not fixed its steps yet (budget.py)."""
-        return still_to_fit(self.cfg.time_budget, self.run.budget_fit)
-
-    def _fit_budget(self, eval_seconds: float) -> None:
-        """Fix --max-steps to the steps that fit --time-budget, from the pace of the steps
-        since the warm-up and this evaluation's cost (the slowest rank's); write it to
-        config.json before the checkpoints that follow, so a resume continues this run."""
-        run, cfg = self.run, self.cfg
-        _, per_eval = self.dist.agree(False, eval_seconds + 2 * self._save_seconds)
-        per_step = self.pace.per_step(run.step, run.elapsed)
-        steps = fitted_steps(run.step, run.elapsed + per_eval, cfg.time_budget, per_step,
-                             per_eval, cfg.eval_every, cfg.max_steps)
-        self.cfg = dataclasses.replace(cfg, max_steps=steps)
-        run.budget_fit = {"seconds": cfg.time_budget, "steps": steps, "cap": cfg.max_steps}
+    def _write_config(self) -> None:
         if self.dist.is_main:
             atomic_write_json(self.out / "config.json", to_dict(self.model_cfg, self.cfg))
-        self.log(f"time budget {cfg.time_budget:g} s: {per_step:.3g} s a step and "
-                 f"{per_eval:.3g} s an evaluation here, so {steps} steps (--max-steps "
-                 f"{cfg.max_steps} at most); config.json records it")
 
     def _one_step(self) -> dict | None:
         """One optimizer step; returns the rates it used (for the metrics record), or None
@@ -341,8 +289,12 @@ class Trainer:
             record.update(self.data.evaluate(self.model, self.dist))
             if self.dist.is_main:
                 self.data.write_sample(self.model, self.out / "samples", run.step)
-            if fit:
-                self._fit_budget(time.perf_counter() - t_eval)
+            if fit:  # fixes --max-steps before this evaluation's checkpoints are written
+                _, seconds = self.dist.agree(False, time.perf_counter() - t_eval
+                                             + 2 * self.budget.save_seconds)
+                self.cfg, line = self.budget.fit(self.cfg, run, seconds)
+                self._write_config()
+                self.log(line)
             self.log(describe(record))
         run.last_metrics = record
         self.metrics.write(record, evaluate_now)
@@ -385,7 +337,7 @@ class Trainer:
         if self.dist.is_main:
             save_checkpoint(self.out / f"{name}.pt", self.model.state_dict(), meta, trainer)
         if with_trainer:  # the cost of an evaluation's checkpoints, for --time-budget
-            self._save_seconds = time.perf_counter() - t_save
+            self.budget.save_seconds = time.perf_counter() - t_save
         return True
 
 def train(model_cfg, cfg: TrainConfig, out: str | Path, resume: bool = False,

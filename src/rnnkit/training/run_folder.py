@@ -1,5 +1,17 @@
 """The run folder's rules: one process at a time (RunLock), what a new run refuses to
-overwrite, what a resume must keep."""
+overwrite, what a resume must keep.
+
+A run folder holds:
+    config.json     the resolved {"model": ..., "train": ...} configuration
+    metrics.jsonl   one JSON record per line: step, train_loss, lr, ... (+ val_* at evaluations)
+    samples/        step_XXXXXX.txt (or .png), written at every evaluation
+    last.pt/.json   the latest checkpoint, with optimizer, RNG, carried state: resume from it
+    best.pt/.json   the weights with the lowest val loss so far
+    step_XXXXXX.pt  (+ .json) --keep-checkpoints N: the last N evaluations' weights (stages.py)
+    tensorboard/    --tensorboard: TensorBoard event files (tensorboard.py)
+    .lock           held by the process training in it: one at a time (RunLock, below)
+A language model's text is prepared once in the shared cache (data/corpus.py), not here.
+"""
 
 from __future__ import annotations
 
