@@ -77,6 +77,8 @@ def test_a_resume_keeps_the_fit_unless_the_budget_or_the_steps_change():
     assert resumed_max_steps(300.0, 1360, fit) == 700  # the preset's cap again
     assert resumed_max_steps(300.0, 700, fit) == 700  # config.json's fitted count
     assert resumed_max_steps(300.0, 2000, fit) == 2000  # an extension
+    assert resumed_max_steps(600.0, 700, fit) == 1360  # another budget fits anew, to the cap
+    assert resumed_max_steps(600.0, 900, fit) == 900
     assert resumed_max_steps(0.0, 1360, fit) == 1360 and resumed_max_steps(300.0, 50, None) == 50
     assert not still_to_fit(300.0, fit) and still_to_fit(600.0, fit)
     assert still_to_fit(300.0, None) and not still_to_fit(0.0, None)
@@ -178,8 +180,12 @@ def test_the_command_line_resumes_from_config_json_and_extends(tmp_path, hamlet,
     assert main(["train", "--out", str(out), "--resume"]) == 0
     assert f"pass --time-budget 0 --max-steps N (its --time-budget 1 fitted {steps} steps)" \
         in capsys.readouterr().err
-    assert main(["train", "--out", str(out), "--resume", "--max-steps", str(steps + 10)]) == 0
-    assert losses(out)[-1][0] == steps + 10
+    # a larger budget fits again, from the cap the first fit started from
+    assert main(["train", "--out", str(out), "--resume", "--time-budget", "2"]) == 0
+    refitted = json.loads((out / "config.json").read_text())["train"]["max_steps"]
+    assert losses(out)[-1][0] == refitted > steps
+    assert main(["train", "--out", str(out), "--resume", "--max-steps", str(refitted + 10)]) == 0
+    assert losses(out)[-1][0] == refitted + 10
 
 
 def test_a_negative_budget_is_one_error_line(tmp_path, hamlet, capsys):

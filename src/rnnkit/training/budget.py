@@ -34,11 +34,13 @@ MIN_TIMED = 3
 
 
 def resumed_max_steps(time_budget: float, max_steps: int, fit: dict | None) -> int:
-    """--max-steps for a resumed run: the fitted count where the run was fitted to this
-    --time-budget and --max-steps is the fitted count or the cap the fit started from."""
-    if fit and fit["seconds"] == time_budget and max_steps in (fit["steps"], fit["cap"]):
-        return fit["steps"]
-    return max_steps
+    """--max-steps for a resumed run whose --max-steps is the fitted count or the cap the fit
+    started from (config.json's, or the settings the run began with): the fitted count for
+    the same --time-budget, the cap again for another one (which fits anew). Any other
+    --max-steps is the user's."""
+    if not fit or max_steps not in (fit["steps"], fit["cap"]) or time_budget <= 0:
+        return max_steps
+    return fit["steps"] if fit["seconds"] == time_budget else fit["cap"]
 
 
 def still_to_fit(time_budget: float, fit: dict | None) -> bool:
