@@ -150,13 +150,13 @@ def test_an_interrupted_budgeted_run_resumes_exactly(tmp_path, hamlet, monkeypat
     whole = rnnkit.train(*small(hamlet, **BUDGET), out=tmp_path / "whole")
     one_step = Trainer._one_step
 
-    def interrupt_at_60(self):  # after the fit, between two records
+    def interrupt_after_the_fit(self):  # after the fit, between two records
         rates = one_step(self)
         if self.run.step == 62:
             signal.raise_signal(signal.SIGINT)
         return rates
 
-    monkeypatch.setattr(Trainer, "_one_step", interrupt_at_60)
+    monkeypatch.setattr(Trainer, "_one_step", interrupt_after_the_fit)
     with pytest.raises(Interrupted):
         rnnkit.train(*small(hamlet, **BUDGET), out=tmp_path / "cut")
     monkeypatch.setattr(Trainer, "_one_step", one_step)
@@ -193,3 +193,41 @@ def test_a_negative_budget_is_one_error_line(tmp_path, hamlet, capsys):
                  "--time-budget", "-5"])
     assert code != 0 and not (tmp_path / "r").exists()
     assert "time_budget must be >= 0" in capsys.readouterr().err
+
+
+def test_a_rollback_before_the_fit_times_the_pace_again():
+    from types import SimpleNamespace
+
+    from rnnkit.training.budget import BudgetFit
+    cfg, fitter = SimpleNamespace(time_budget=100.0), BudgetFit()
+    run = SimpleNamespace(step=0, elapsed=0.0, budget_fit=None)
+    for step in range(1, 8):  # 1 s a step: the pace starts at step 5 (5% of the budget)
+        run.step, run.elapsed = step, float(step)
+        assert not fitter.due(cfg, run, 0)
+    assert fitter.pace == Pace(5, 5.0)
+    run.step, run.elapsed = 1, 8.0  # rolled back to step 0, then one step
+    assert not fitter.due(cfg, run, 0) and fitter.pace is None
+    for step in range(2, 7):  # the steps done again are timed anew
+        run.step, run.elapsed = step, 7.0 + step
+        fitter.due(cfg, run, 0)
+    assert fitter.pace == Pace(2, 9.0)
+
+
+def test_config_json_keeps_the_cap_until_last_pt_holds_the_fit(tmp_path, hamlet,
+                                                                steady_clock, monkeypatch):
+    save = Trainer._save
+
+    def dies_at_the_fit(self, name, with_trainer):
+        if name == "last" and self.run.budget_fit is not None:
+            raise KeyboardInterrupt  # killed while the fit's last.pt is written
+        return save(self, name, with_trainer)
+
+    monkeypatch.setattr(Trainer, "_save", dies_at_the_fit)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        rnnkit.train(*small(hamlet, **BUDGET), out=out)
+    assert json.loads((out / "config.json").read_text())["train"]["max_steps"] == 10_000
+    monkeypatch.setattr(Trainer, "_save", save)
+    assert main(["train", "--out", str(out), "--resume"]) == 0  # fits again, from the cap
+    steps = json.loads((out / "config.json").read_text())["train"]["max_steps"]
+    assert 50 < steps < 10_000 and losses(out)[-1][0] == steps

@@ -63,27 +63,31 @@ class BudgetFit:
     def __init__(self):
         self.pace: Pace | None = None
         self.save_seconds = 0.0  # the latest checkpoint with trainer state took this long
+        self.seen = -1  # the latest step due() saw
 
     def due(self, cfg, run, first: int) -> bool:
         """After a step (the run's fit() began at step ``first``): begin timing the pace
         when it is time; whether the fit is due now."""
+        if run.step <= self.seen:  # rolled back: the steps done again would count twice
+            self.pace = None
+        self.seen = run.step
         if not still_to_fit(cfg.time_budget, run.budget_fit):
             return False
         if self.pace is None and pace_starts(run.step, first, run.elapsed, cfg.time_budget):
             self.pace = Pace(run.step, run.elapsed)
         return time_to_fit(run.step, run.elapsed, cfg.time_budget, self.pace)
 
-    def fit(self, cfg, run, per_eval: float):
-        """(cfg with --max-steps fitted, the log line); sets ``run.budget_fit``. ``per_eval``:
-        this evaluation's seconds with its checkpoints (the slowest rank's)."""
+    def fit(self, cfg, run, per_eval: float, log):
+        """cfg with --max-steps fitted; sets ``run.budget_fit`` and ``log``s what it measured.
+        ``per_eval``: this evaluation's seconds with its checkpoints (the slowest rank's)."""
         per_step = self.pace.per_step(run.step, run.elapsed)
         steps = fitted_steps(run.step, run.elapsed + per_eval, cfg.time_budget, per_step,
                              per_eval, cfg.eval_every, cfg.max_steps)
         run.budget_fit = {"seconds": cfg.time_budget, "steps": steps, "cap": cfg.max_steps}
-        return dataclasses.replace(cfg, max_steps=steps), (
-            f"time budget {cfg.time_budget:g} s: {per_step:.3g} s a step and {per_eval:.3g} s "
+        log(f"time budget {cfg.time_budget:g} s: {per_step:.3g} s a step and {per_eval:.3g} s "
             f"an evaluation here, so {steps} steps (--max-steps {cfg.max_steps} at most); "
             "config.json records it")
+        return dataclasses.replace(cfg, max_steps=steps)
 
 
 @dataclass

@@ -292,9 +292,7 @@ class Trainer:
             if fit:  # fixes --max-steps before this evaluation's checkpoints are written
                 _, seconds = self.dist.agree(False, time.perf_counter() - t_eval
                                              + 2 * self.budget.save_seconds)
-                self.cfg, line = self.budget.fit(self.cfg, run, seconds)
-                self._write_config()
-                self.log(line)
+                self.cfg = self.budget.fit(self.cfg, run, seconds, self.log)
             self.log(describe(record))
         run.last_metrics = record
         self.metrics.write(record, evaluate_now)
@@ -308,6 +306,8 @@ class Trainer:
                 keep_stage(self.out, run.step, self.cfg.keep_checkpoints, best,
                            lambda name: self._save(name, with_trainer=False))
             self._save("last", with_trainer=True)
+            if fit:  # after last.pt: config.json keeps the cap until last.pt holds the fit
+                self._write_config()
         self._rate_mark, self._chars = time.perf_counter(), 0
 
     @property
