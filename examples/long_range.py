@@ -32,8 +32,8 @@ Ollivier 2018), and the parallel-scan cells mingru, minlstm (Feng et al. 2024) a
 (Orvieto et al. 2023). The scan cells are residual blocks with a LayerNorm and an MLP of 4H
 (parallel_cells.py), hence 2.4 to 11 times the parameters of the classic cells at the same H.
 Adam, gradient norm clipped at 1, seed 0, 1 thread. The defaults (H = 64, batches of 32, Adam
-at 5e-3, 1500 steps for rnn, gru and lstm, 300 for the scan cells, whose CPU step costs 3 to 5
-times an LSTM step) are the adding problem's recipe. The copy task needs more: the command
+at 5e-3, 1500 steps for rnn, gru and lstm, 300 for the scan cells, whose larger blocks make
+each step dearer) are the adding problem's recipe. The copy task needs more: the command
 above trains 6000 steps of batches of 64 with H = 128, Adam at 3e-3 decayed by a cosine, the
 LSTM with chrono initialisation, and a curriculum (Zaremba & Sutskever 2014): the training lag
 grows from 10 to 100 over the first quarter of the steps, the same for every cell; the test is
@@ -90,8 +90,8 @@ def parse_args(argv=None):
     p.add_argument("--hidden", type=int, default=64, help="H, units of the one layer")
     p.add_argument("--steps", type=int, default=1500, help="optimizer steps per (task, lag, cell)")
     p.add_argument("--scan-steps", type=int, default=300,
-                   help="steps for mingru, minlstm and lru instead (0: --steps); each of their "
-                   "steps costs 3 to 5 times an LSTM step on a CPU")
+                   help="steps for mingru, minlstm and lru instead (0: --steps); their blocks hold "
+                   "2.4 to 11 times the parameters of the classic cells at the same H")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=5e-3)
     p.add_argument("--curriculum", type=float, default=0.0,

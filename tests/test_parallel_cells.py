@@ -16,9 +16,9 @@ from torch.testing import assert_close
 import rnnkit
 from rnnkit.cli import main
 from rnnkit.layers import CELLS, BiRecurrent, LRUCell, Recurrent
-from rnnkit.layers.parallel_cells import g, log_g
+from rnnkit.layers.parallel_cells import g
 from rnnkit.layers.recurrent_step import RecurrentStep, int8_available
-from rnnkit.layers.scan import CHUNK, NEG, linear_scan, log_scan, sequential_scan
+from rnnkit.layers.scan import CHUNK, linear_scan, sequential_scan
 
 NAMES = ["mingru", "minlstm", "lru"]
 # around the chunk edges, and long enough to span many chunks
@@ -26,10 +26,10 @@ LENGTHS = [1, 2, 7, CHUNK - 1, CHUNK, CHUNK + 1, 255, 256, 257, 1000, 4096]
 B, D, H = 3, 5, 8
 
 
-def gate_logs(shape, generator=None):
-    """(log a, log b) as a freshly made minGRU computes them from unit-scale gate inputs."""
+def gates(shape, generator=None):
+    """(a, b) as a freshly made minGRU computes them from unit-scale gate inputs."""
     k_z, k_h = torch.randn(2, *shape, generator=generator)
-    return -F.softplus(k_z), -F.softplus(-k_z) + log_g(k_h)
+    return torch.sigmoid(-k_z), torch.sigmoid(k_z) * g(k_h)
 
 
 def lru_coefficients(shape, generator=None):
@@ -53,13 +53,12 @@ def random_mask(batch, steps, generator):
 
 @pytest.mark.parametrize("steps", LENGTHS)
 @pytest.mark.parametrize("carried", [False, True], ids=["zero-h0", "given-h0"])
-def test_log_scan_equals_the_step_by_step_loop(steps, carried):
+def test_linear_scan_equals_the_step_by_step_loop(steps, carried):
     gen = torch.Generator().manual_seed(steps)
-    log_a, log_b = gate_logs((2, steps, H), gen)
+    a, b = gates((2, steps, H), gen)
     h0 = torch.randn(2, H, generator=gen) if carried else None  # any sign
-    want = sequential_scan(log_a.double().exp(), log_b.double().exp(),
-                           None if h0 is None else h0.double())
-    got = log_scan(log_a, log_b, h0)
+    want = sequential_scan(a.double(), b.double(), None if h0 is None else h0.double())
+    got = linear_scan(a, b, h0)
     assert got.dtype == torch.float32
     assert_close(got, want.float(), atol=1e-5, rtol=1e-5)
 
@@ -80,10 +79,10 @@ def test_linear_scan_equals_the_step_by_step_loop_in_complex(steps):
 def test_masked_steps_pass_the_state_through(steps):
     gen = torch.Generator().manual_seed(1)
     mask = random_mask(4, steps, gen)
-    log_a, log_b = gate_logs((4, steps, H), gen)
+    a, b = gates((4, steps, H), gen)
     h0 = torch.randn(4, H, generator=gen)
-    want = sequential_scan(log_a.double().exp(), log_b.double().exp(), h0.double(), mask)
-    got = log_scan(log_a, log_b, h0, mask)
+    want = sequential_scan(a.double(), b.double(), h0.double(), mask)
+    got = linear_scan(a, b, h0, mask)
     assert_close(got, want.float(), atol=1e-5, rtol=1e-5)
     lam, b = lru_coefficients((4, steps, H), gen)
     want = sequential_scan(lam.to(torch.complex128), b.to(torch.complex128), None, mask)
@@ -102,70 +101,70 @@ def scan_gradients(scan, inputs, mask, weights):
     return [g_.to(inputs[0].dtype) for g_ in grads]
 
 
+def gradients_against_the_loop(inputs, mask, weights, tol):
+    """linear_scan's gradients for (a, b, h0), checked finite and against the loop's in
+    double precision; returns them."""
+    wide = torch.complex128 if inputs[1].is_complex() else torch.float64
+    got = scan_gradients(linear_scan, inputs, mask, weights)
+    want = scan_gradients(sequential_scan, [x.to(wide) for x in inputs], mask,
+                          weights.double())
+    for x, y in zip(got, want, strict=True):
+        assert torch.isfinite(x).all()
+        assert_close(x, y.to(x.dtype), atol=tol, rtol=tol)
+    return got
+
+
 @pytest.mark.parametrize("steps", [7, CHUNK + 1, 300])
 @pytest.mark.parametrize("masked", [False, True])
 def test_scan_gradients_equal_the_loops(steps, masked):
     gen = torch.Generator().manual_seed(2)
     mask = random_mask(2, steps, gen) if masked else None
-    log_a, log_b = gate_logs((2, steps, H), gen)
+    a, b = gates((2, steps, H), gen)
     h0 = torch.randn(2, H, generator=gen)
     weights = torch.randn(2, steps, H, generator=gen)  # a loss that reads every step
-
-    def reference(log_a, log_b, h0, mask):
-        return sequential_scan(log_a.exp(), log_b.exp(), h0, mask)
-
-    got = scan_gradients(log_scan, (log_a, log_b, h0), mask, weights)
-    want = scan_gradients(reference, (log_a.double(), log_b.double(), h0.double()), mask,
-                          weights.double())
-    for x, y in zip(got, want, strict=True):
-        assert torch.isfinite(x).all()
-        assert_close(x, y.float(), atol=1e-4, rtol=1e-4)
+    got = gradients_against_the_loop((a, b, h0), mask, weights, 1e-4)
     if masked:  # the padding sends no gradient back
         assert (got[1][~mask] == 0).all()
 
     lam, b = lru_coefficients((2, steps, H), gen)
     lam = lam.expand_as(b)
     h0 = torch.complex(*torch.randn(2, 2, H, generator=gen))
-    got = scan_gradients(linear_scan, (lam, b, h0), mask, weights)
-    want = scan_gradients(sequential_scan, (lam.to(torch.complex128), b.to(torch.complex128),
-                                            h0.to(torch.complex128)), mask, weights.double())
-    for x, y in zip(got, want, strict=True):
-        assert_close(x, y.to(x.dtype), atol=1e-4, rtol=1e-4)
+    gradients_against_the_loop((lam, b, h0), mask, weights, 1e-4)
 
 
-def test_zero_b_and_zero_state_keep_gradients_finite():
-    """b = 0 exactly (log b = NEG) and h0 = 0: the state is 0 at first; logs of 0 anywhere
-    would give nan gradients."""
-    log_a, log_b = gate_logs((2, 2 * CHUNK + 3, H))
-    log_b[:, :CHUNK + 10] = NEG
-    log_a.requires_grad_(), log_b.requires_grad_()
-    h0 = torch.zeros(2, H, requires_grad=True)
-    h = log_scan(log_a, log_b, h0)
+def test_saturated_gates_and_a_zero_state_keep_exact_values_and_gradients():
+    """Gates at exactly 0 and 1 (a forgotten or a kept state), b = 0 and h0 = 0, across
+    chunk ends: values and gradients as the loop's, all finite."""
+    steps = 2 * CHUNK + 3
+    a, b = gates((2, steps, H))
+    a[:, ::3], a[:, 1::3] = 0.0, 1.0
+    b[:, :CHUNK + 10] = 0.0
+    h0 = torch.zeros(2, H)
+    weights = torch.randn(2, steps, H)
+    h = linear_scan(a, b, h0)
     assert (h[:, :CHUNK + 10] == 0).all()
-    h.sum().backward()
-    assert all(torch.isfinite(x.grad).all() for x in (log_a, log_b, h0))
+    gradients_against_the_loop((a, b, h0), None, weights, 1e-5)
 
 
 def test_the_scans_run_in_fp32_under_bf16_autocast():
-    log_a, log_b = gate_logs((2, 300, H))
-    lam, b = lru_coefficients((2, 300, H))
-    exact = log_scan(log_a, log_b), linear_scan(lam, b)
+    a, b = gates((2, 300, H))
+    lam, c = lru_coefficients((2, 300, H))
+    exact = linear_scan(a, b), linear_scan(lam, c)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         # float32 inputs: autocast is off inside, the result is exactly fp32's
-        assert torch.equal(log_scan(log_a, log_b), exact[0])
-        assert torch.equal(linear_scan(lam, b), exact[1])
+        assert torch.equal(linear_scan(a, b), exact[0])
+        assert torch.equal(linear_scan(lam, c), exact[1])
         # bf16 inputs: scanned in fp32, given back in bf16 (3 significant digits)
-        low = log_a.bfloat16(), log_b.bfloat16()
-        got = log_scan(*low)
+        low = a.bfloat16(), b.bfloat16()
+        got = linear_scan(*low)
     assert got.dtype == torch.bfloat16
-    want = log_scan(*(x.float() for x in low))
+    want = linear_scan(*(x.float() for x in low))
     assert_close(got.float(), want, atol=1e-3, rtol=2e-2)
 
 
-def test_g_and_log_g_agree_and_stay_positive():
+def test_g_stays_positive():
     x = torch.linspace(-30, 30, 1001)
     assert (g(x) > 0).all()
-    assert_close(log_g(x), g(x).log())
     assert_close(g(torch.tensor([0.0])), torch.tensor([0.5]))  # continuous at 0
 
 

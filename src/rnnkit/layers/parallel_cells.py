@@ -33,20 +33,13 @@ from torch.nn import functional as F
 
 from .affine import product
 from .cells import CELLS, LayerStep, State
-from .scan import at_least_fp32, linear_scan, log_scan
+from .scan import at_least_fp32, linear_scan
 
 
 def g(x: Tensor) -> Tensor:
     """The papers' positive activation for the candidate state: x + 0.5 for x >= 0, sigmoid(x)
-    below (continuous at 0, always > 0), so b_t = z_t * g(.) has a log and the scan can run
-    in log space."""
+    below (continuous at 0, always > 0)."""
     return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
-
-
-def log_g(x: Tensor) -> Tensor:
-    """log g(x), without computing g: log(x + 0.5) for x >= 0, -softplus(-x) below. relu
-    keeps the unselected branch's log finite (a nan there would reach the gradient)."""
-    return torch.where(x >= 0, (F.relu(x) + 0.5).log(), -F.softplus(-x))
 
 
 class ScanBlock(nn.Module):
@@ -139,9 +132,10 @@ class MinGRUCell(ScanBlock):
     z_t = sigmoid(W_z u_t + b_z),  h~_t = g(W_h u_t + b_h)
     h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
 
-    with g the positive activation above; the scan runs in log space (scan.log_scan):
-    log a_t = log(1 - z_t) = -softplus(k_z), log b_t = log z_t + log h~_t. The block
-    (``ScanBlock``) adds h_t to its input and the MLP after. State ``(h,)``.
+    with g the positive activation above; the scan (scan.linear_scan) takes a_t = 1 - z_t,
+    computed as sigmoid(-k_z) so that it keeps its digits when z_t is near 1, and
+    b_t = z_t * h~_t. The block (``ScanBlock``) adds h_t to its input and the MLP after.
+    State ``(h,)``.
     """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
@@ -154,9 +148,10 @@ class MinGRUCell(ScanBlock):
         return h, (h,)
 
     def scan(self, u: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
-        # float32 before the logs: bf16 autocast would round log a, log b to 3 digits
+        # float32 before the gates: bf16 autocast would round a and b to 3 digits, and the
+        # scan multiplies up to T of them
         k_z, k_h = at_least_fp32(self.linear(u)).chunk(2, dim=-1)
-        h = log_scan(-F.softplus(k_z), -F.softplus(-k_z) + log_g(k_h), state[0], mask)
+        h = linear_scan(torch.sigmoid(-k_z), torch.sigmoid(k_z) * g(k_h), state[0], mask)
         return h, (h[:, -1],)
 
 
@@ -168,9 +163,8 @@ class MinLSTMCell(ScanBlock):
     f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t)
     h_t = f'_t * h_{t-1} + i'_t * h~_t
 
-    In logs, with d = log i_t - log f_t = softplus(-k_f) - softplus(-k_i): log f'_t =
-    -softplus(d), log i'_t = -softplus(-d); so i'_t = sigmoid(d) and f'_t = 1 - i'_t.
-    State ``(h,)``.
+    With d = log i_t - log f_t = softplus(-k_f) - softplus(-k_i), i'_t = sigmoid(d) and
+    f'_t = sigmoid(-d): the normalised gates without a division. State ``(h,)``.
     """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
@@ -189,7 +183,7 @@ class MinLSTMCell(ScanBlock):
 
     def scan(self, u: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
         d, k_h = self._gates(u)
-        h = log_scan(-F.softplus(d), -F.softplus(-d) + log_g(k_h), state[0], mask)
+        h = linear_scan(torch.sigmoid(-d), torch.sigmoid(d) * g(k_h), state[0], mask)
         return h, (h[:, -1],)
 
 
