@@ -288,27 +288,36 @@ def segment_rows() -> list[str]:
 
 
 def long_range_rows() -> list[str]:
-    """Gated cells against a vanilla RNN over long gaps, from examples/long_range.py: the
-    adding problem (long_range.json) and the copy task (long_range_copy.json), the bar of
-    each beside the cells' held-out scores."""
-    lines = ["| long gaps (`examples/long_range.py`), held-out | recipe | rnn | gru | lstm "
-             "| no memory | bar | machine |", "|---|---|---|---|---|---|---|---|"]
-    for name, task, key, bar, fmt in (("long_range", "adding", "mse", "< 0.01", "{:.4f}"),
-                                      ("long_range_copy", "copy", "accuracy", "> 0.95",
-                                       "{:.3f}")):
+    """Gated and parallel-scan cells against a vanilla RNN over long gaps, from
+    examples/long_range.py: the adding problem (long_range.json) and the copy task
+    (long_range_copy.json; long_range_copy_scan.json for the scan cells), the bar of each
+    beside the cells' held-out scores."""
+    cells = ("rnn", "gru", "lstm", "mingru", "minlstm", "lru")
+    lines = ["| long gaps (`examples/long_range.py`), held-out | recipe | "
+             + " | ".join(cells) + " | no memory | bar | machine |",
+             "|---" * (len(cells) + 5) + "|"]
+    for name, task, key, bar, fmt in (
+            ("long_range", "adding", "mse", "< 0.01", "{:.4f}"),
+            ("long_range_copy", "copy", "accuracy", "> 0.95", "{:.3f}"),
+            ("long_range_copy_scan", "copy", "accuracy", "> 0.95", "{:.3f}")):
+        if not (ROOT / "examples" / "results" / f"{name}.json").exists():
+            continue
         r = example(name)
         a = r["args"]
+        steps = f"{a['steps']:,} steps"
+        if a.get("scan_steps") and set(a["cells"]) & {"mingru", "minlstm", "lru"}:
+            steps += f" ({a['scan_steps']:,} for the scan cells)"
         recipe = (f"H {a['hidden']}, batch {a['batch_size']}, lr {a['learning_rate']:g} "
-                  f"{a.get('schedule', 'constant')}, {a['steps']:,} steps"
+                  f"{a.get('schedule', 'constant')}, {steps}"
                   + (f", lag curriculum over {a['curriculum']:.0%}" if a.get("curriculum")
                      else "") + (", chrono LSTM" if a.get("chrono") else ""))
-        for lag, cells in r["results"][task].items():
-            scores = " | ".join(fmt.format(cells[c][key]) if c in cells else "-"
-                                for c in ("rnn", "gru", "lstm"))
-            base = next(iter(cells.values()))["baseline"]
+        for lag, scores in r["results"][task].items():
+            row = " | ".join(fmt.format(scores[c][key]) if c in scores else "-"
+                             for c in cells)
+            base = next(iter(scores.values()))["baseline"]
             what = "test MSE" if task == "adding" else "per-symbol accuracy"
             lines.append(f"| {task}, {'T' if task == 'adding' else 'lag'} {lag}: {what} "
-                         f"(`{name}.json`) | {recipe} | {scores} "
+                         f"(`{name}.json`) | {recipe} | {row} "
                          f"| {fmt.format(base[key])} | {bar} | {machine(r)} |")
     return lines
 

@@ -95,9 +95,11 @@ def test_masked_steps_pass_the_state_through(steps):
 
 
 def scan_gradients(scan, inputs, mask, weights):
-    inputs = [x.detach().clone().requires_grad_() for x in inputs]
+    """The gradients for the inputs that are given (h0 may be None: a zero start)."""
+    inputs = [None if x is None else x.detach().clone().requires_grad_() for x in inputs]
     out = scan(*inputs, mask)
-    grads = torch.autograd.grad((out * weights).real.sum(), inputs)
+    given = [x for x in inputs if x is not None]
+    grads = torch.autograd.grad((out * weights).real.sum(), given)
     return [g_.to(inputs[0].dtype) for g_ in grads]
 
 
@@ -106,8 +108,8 @@ def gradients_against_the_loop(inputs, mask, weights, tol):
     double precision; returns them."""
     wide = torch.complex128 if inputs[1].is_complex() else torch.float64
     got = scan_gradients(linear_scan, inputs, mask, weights)
-    want = scan_gradients(sequential_scan, [x.to(wide) for x in inputs], mask,
-                          weights.double())
+    want = scan_gradients(sequential_scan, [None if x is None else x.to(wide) for x in inputs],
+                          mask, weights.double())
     for x, y in zip(got, want, strict=True):
         assert torch.isfinite(x).all()
         assert_close(x, y.to(x.dtype), atol=tol, rtol=tol)
@@ -116,11 +118,12 @@ def gradients_against_the_loop(inputs, mask, weights, tol):
 
 @pytest.mark.parametrize("steps", [7, CHUNK + 1, 300])
 @pytest.mark.parametrize("masked", [False, True])
-def test_scan_gradients_equal_the_loops(steps, masked):
+@pytest.mark.parametrize("carried", [False, True], ids=["zero-h0", "given-h0"])
+def test_scan_gradients_equal_the_loops(steps, masked, carried):
     gen = torch.Generator().manual_seed(2)
     mask = random_mask(2, steps, gen) if masked else None
     a, b = gates((2, steps, H), gen)
-    h0 = torch.randn(2, H, generator=gen)
+    h0 = torch.randn(2, H, generator=gen) if carried else None
     weights = torch.randn(2, steps, H, generator=gen)  # a loss that reads every step
     got = gradients_against_the_loop((a, b, h0), mask, weights, 1e-4)
     if masked:  # the padding sends no gradient back
@@ -128,7 +131,7 @@ def test_scan_gradients_equal_the_loops(steps, masked):
 
     lam, b = lru_coefficients((2, steps, H), gen)
     lam = lam.expand_as(b)
-    h0 = torch.complex(*torch.randn(2, 2, H, generator=gen))
+    h0 = torch.complex(*torch.randn(2, 2, H, generator=gen)) if carried else None
     gradients_against_the_loop((lam, b, h0), mask, weights, 1e-4)
 
 

@@ -61,16 +61,16 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, mask: Tensor | N
         a, b = at_least_fp32(a).expand_as(b), at_least_fp32(b)
         if mask is not None:
             a, b = _where(mask, a, 1), _where(mask, b, 0)
-        h0 = b.new_zeros(b.shape[0], b.shape[2]) if h0 is None else h0.to(b.dtype)
+        h0 = None if h0 is None else h0.to(b.dtype)
         return _LinearScan.apply(a, b, h0, chunk).to(dtype)
 
 
 class _LinearScan(torch.autograd.Function):
     """``linear_scan`` with the backward of the module docstring. a and b (B, T, H) of one
-    dtype, h0 (B, H)."""
+    dtype, h0 (B, H) or None (zeros)."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, h0: Tensor, chunk: int) -> Tensor:
+    def forward(ctx, a: Tensor, b: Tensor, h0: Tensor | None, chunk: int) -> Tensor:
         h = _scan(a, b, h0, chunk)
         ctx.chunk = chunk
         ctx.save_for_backward(a, h, h0)
@@ -83,8 +83,10 @@ class _LinearScan(torch.autograd.Function):
         # g_t = grad_h_t + conj(a_{t+1}) g_{t+1}: the same scan, backwards in time
         a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], dim=1).conj()
         g = _scan(a_next.flip(1), grad_h.flip(1), None, ctx.chunk).flip(1)
-        h_before = torch.cat([h0[:, None], h[:, :-1]], dim=1)
-        return g * h_before.conj(), g, g[:, 0] * a[:, 0].conj(), None
+        first = torch.zeros_like(h[:, :1]) if h0 is None else h0[:, None]
+        h_before = torch.cat([first, h[:, :-1]], dim=1)
+        grad_h0 = None if h0 is None else g[:, 0] * a[:, 0].conj()
+        return g * h_before.conj(), g, grad_h0, None
 
 
 def _scan(a: Tensor, b: Tensor, h0: Tensor | None, chunk: int) -> Tensor:
