@@ -8,15 +8,26 @@ character on a (1, 1) input, softmax and torch.multinomial. rnnkit is measured t
 64 streams at once, plus the time from the call to the first generated character (the model
 already loaded). With ``--checkpoint`` the trained model is used, and with ``--text`` each
 precision's likelihood cost is measured too: nats/char of the single-step path over the text,
-teacher-forced, against fp32. Prints JSON.
+teacher-forced, against fp32. With ``--cli`` it also times ``rnnkit sample RUN --length N``
+as a user runs it, from outside the process, with default flags and with the former defaults
+(``--precision fp32``, one thread per core): each command is run at two lengths and the
+difference taken, so that the start-up (Python, torch, loading the model) drops out; the
+plain loop is timed in the same run at the thread count the default flags use (one, for a
+single stream of a recurrent model) and at one per core. Prints JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from dataclasses import asdict
+from pathlib import Path
 
 import torch
 from report import emit, median_seconds
@@ -25,6 +36,8 @@ from rnnkit.api import load, sample_model
 from rnnkit.data.vocab import CharVocab
 from rnnkit.layers.recurrent_step import int8_available
 from rnnkit.models import CharLM, CharLMConfig
+from rnnkit.tasks.lm import LanguageModelTask
+from rnnkit.training.checkpoint import save_checkpoint
 
 VOCAB = CharVocab([chr(c) for c in range(32, 97)])  # 65 characters, tiny-shakespeare's size
 
@@ -41,8 +54,57 @@ def parse_args(argv=None):
     p.add_argument("--threads", default="1,2", help="thread counts to measure")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--cli", action="store_true",
+                   help="also time the rnnkit sample command from outside the process")
+    p.add_argument("--cli-lengths", type=int, nargs=2, default=[2000, 12000], metavar="N",
+                   help="the two --length values of --cli")
     p.add_argument("--save", default=None, help="also write the JSON here")
     return p.parse_args(argv)
+
+
+def command_rate(checkpoint: str, flags: list[str], lengths: list[int], repeats: int) -> int:
+    """chars/s of ``rnnkit sample CHECKPOINT FLAGS``: the median wall time at two lengths,
+    the start-up cancelled by the difference."""
+    def seconds(length: int) -> float:
+        def once():
+            subprocess.run([sys.executable, "-m", "rnnkit", "sample", checkpoint, "--length",
+                            str(length), *flags], check=True, stdout=subprocess.DEVNULL)
+        return median_seconds(once, repeats)
+    short, long = lengths
+    return round((long - short) / (seconds(long) - seconds(short)))
+
+
+def write_checkpoint(model: CharLM, path: str) -> None:
+    """``model`` (over VOCAB) as a checkpoint that ``rnnkit sample`` reads."""
+    meta = {"kind": LanguageModelTask.kind, "vocab": VOCAB.to_json(), "step": 0, "metrics": {},
+            "config": {"model": asdict(model.config), "train": {"model": "rnn"}}}
+    save_checkpoint(path, model.state_dict(), meta)
+
+
+def command_rates(model: CharLM, checkpoint: str | None, args) -> dict:
+    """``--cli``: the command at its defaults and at the former ones, beside the plain loop
+    at the thread counts each uses (the model saved to a temporary file if not given)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if checkpoint is None:
+            checkpoint = str(Path(tmp) / "model.pt")
+            write_checkpoint(model, checkpoint)
+        cores = len(os.sched_getaffinity(0))
+        out = {"lengths": args.cli_lengths, "cores": cores,
+               "default_flags_chars_per_sec": command_rate(checkpoint, [], args.cli_lengths,
+                                                           args.repeats),
+               "fp32_all_cores_chars_per_sec": command_rate(
+                   checkpoint, ["--precision", "fp32", "--threads", str(cores)],
+                   args.cli_lengths, args.repeats)}
+    for threads in sorted({1, cores}):
+        torch.set_num_threads(threads)
+        out[f"naive_{threads}_threads_chars_per_sec"] = round(args.length / 4 / median_seconds(
+            lambda: naive_loop(model, args.length // 4), args.repeats))
+    # the default flags run one thread for one stream (cli/sample.py)
+    out["default_vs_naive_same_threads"] = round(
+        out["default_flags_chars_per_sec"] / out["naive_1_threads_chars_per_sec"], 1)
+    out["fp32_all_cores_vs_naive_same_threads"] = round(
+        out["fp32_all_cores_chars_per_sec"] / out[f"naive_{cores}_threads_chars_per_sec"], 1)
+    return out
 
 
 @torch.no_grad()
@@ -132,6 +194,8 @@ def main(argv=None) -> dict:
                                 **{f"{p}_minus_fp32": round(nats_per_char(model, vocab, text, p)
                                                             - base, 4) for p in precisions[1:]}}
         assert math.isfinite(base)
+    if args.cli:
+        result["command"] = command_rates(model, args.checkpoint, args)
     return emit(result, args.save)
 
 

@@ -36,6 +36,18 @@ def test_sampling_benchmark_reports_every_precision(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == result
 
 
+def test_the_sampling_command_reads_the_benchmarks_model(tmp_path, capsys):
+    """--cli times the command on the benchmark's own model, saved as a checkpoint."""
+    import bench_sampling
+
+    from rnnkit.cli import main
+    from rnnkit.models import CharLM, CharLMConfig
+    model = CharLM(CharLMConfig(vocab_size=len(bench_sampling.VOCAB), hidden_size=16))
+    bench_sampling.write_checkpoint(model, str(tmp_path / "model.pt"))
+    assert main(["sample", str(tmp_path / "model.pt"), "--length", "30", "--threads", "1"]) == 0
+    assert len(capsys.readouterr().out) == 31
+
+
 def test_sampling_benchmark_measures_the_likelihood_cost(tmp_path, hamlet):
     import rnnkit
     model_cfg, cfg = rnnkit.configs(preset="tiny", train={"data": str(hamlet), "max_steps": 5})

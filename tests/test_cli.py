@@ -72,6 +72,39 @@ def test_sample_precisions_and_threads(run_dir, capsys):
     assert "--threads" in error_of(capsys, ["sample", str(run_dir), "--threads", "-1"])
 
 
+def test_sample_defaults_to_int8_on_one_thread_for_one_recurrent_stream(run_dir, capsys,
+                                                                       monkeypatch):
+    """--precision auto is int8 where the CPU has int8 kernels (fp32 elsewhere, and for the
+    transformer); --threads 0 is one thread for a single stream of a recurrent model, the
+    fair share for several."""
+    import torch
+
+    from rnnkit.api import decoding_precision, load
+    from rnnkit.cli import sample as sample_cli
+    from rnnkit.layers.recurrent_step import int8_available
+    from rnnkit.models.gpt import GPT, GPTConfig
+    model, _, _ = load(run_dir)
+    auto = "int8" if int8_available(torch.device("cpu")) else "fp32"
+    assert decoding_precision("auto", model) == auto
+    assert decoding_precision("bf16", model) == "bf16"
+    assert decoding_precision("auto", GPT(GPTConfig(vocab_size=5, n_layer=1, n_head=1,
+                                                    n_embd=8, block_size=8))) == "fp32"
+    flags = ["sample", str(run_dir), "--prime-text", "Ber.", "--length", "60", "--seed", "5"]
+    calls = []
+    monkeypatch.setattr(sample_cli, "set_threads", calls.append)
+    assert main(flags) == 0
+    default = capsys.readouterr().out
+    assert calls == [0, 1]
+    assert main([*flags, "--precision", auto]) == 0
+    assert capsys.readouterr().out == default
+    calls.clear()
+    assert main([*flags, "--num-samples", "2"]) == 0
+    assert calls == [0]
+    calls.clear()
+    assert main([*flags, "--threads", "2"]) == 0
+    assert calls == [2]
+
+
 def test_lines_mode_prints_exactly_n_lines(tmp_path, sentences_file, capsys):
     out = tmp_path / "lines"
     assert main(["train", "--data", str(sentences_file), "--out", str(out), "--mode", "lines",

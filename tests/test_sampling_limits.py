@@ -123,20 +123,21 @@ def test_top_k_above_the_vocabulary_keeps_every_token(runs):
 
 
 def test_long_streamed_sample_equals_the_returned_text(runs, capsys):
-    # longer than one piece of the writer (4096 tokens): the pieces join up exactly
+    # longer than one piece of the writer (4096 tokens): the pieces join up exactly; the
+    # command line's default precision is the API's "auto"
     flags = ["--prime-text", "HAM", "--length", "6000", "--seed", "7", "--temperature", "0.9"]
+    same = {"prime_text": "HAM", "length": 6000, "seed": 7, "temperature": 0.9,
+            "precision": "auto"}
     capsys.readouterr()
     assert main(["sample", str(runs / "lm"), *flags]) == 0
     streamed = capsys.readouterr().out
-    expected = sample(runs / "lm", prime_text="HAM", length=6000, seed=7, temperature=0.9)[0]
+    expected = sample(runs / "lm", **same)[0]
     assert streamed == expected + "\n"
     pieces = []
-    kept = sample(runs / "lm", prime_text="HAM", length=6000, seed=7, temperature=0.9,
-                  on_text=pieces.append)
+    kept = sample(runs / "lm", **same, on_text=pieces.append)
     assert kept == [expected] and "".join(pieces) == expected
     pieces.clear()
-    assert sample(runs / "lm", prime_text="HAM", length=6000, seed=7, temperature=0.9,
-                  on_text=pieces.append, keep_text=False) == []
+    assert sample(runs / "lm", **same, on_text=pieces.append, keep_text=False) == []
     assert "".join(pieces) == expected
     assert len(pieces) < 100  # written in pieces, not a call per character
 

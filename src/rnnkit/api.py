@@ -90,7 +90,8 @@ def sample(checkpoint: str | Path, prime_text: str = "", length: int = 500, num_
     sample, ``on_text`` receives the text piece by piece as it is generated; with
     ``keep_text=False`` as well, that text is not also returned (the list is empty), so
     memory stays flat however long the sample. ``precision`` "bf16" or "int8" trades a
-    little likelihood for speed (layers/recurrent_step.py). ``beam`` > 1 searches for the
+    little likelihood for speed (layers/recurrent_step.py); "auto" (the command line's
+    default) is ``decoding_precision``'s choice. ``beam`` > 1 searches for the
     likeliest continuations instead of sampling: the ``num_samples`` best of the beam
     (decoding.beam_continue). Bad values raise RnnkitError.
     """
@@ -108,6 +109,7 @@ def sample_model(model: CharLM, vocab, prime_text: str = "", length: int = 500,
     """``sample`` for a model already loaded."""
     check_seed(seed)
     cfg = SamplingConfig(**sampling)
+    precision = decoding_precision(precision, model)
     check_precision(precision, next(model.parameters()).device, model)
     prompt_ids(vocab, prime_text)  # refuse a bad prompt before anything is printed
     check_beam(beam, num_samples, length_penalty, cfg, EOS in vocab.specials)
@@ -200,9 +202,21 @@ def check_beam(beam: int, num_samples: int, length_penalty: float, cfg: Sampling
                           "--temperature, --top-k, --top-p and --argmax, or --beam")
 
 
+def decoding_precision(precision: str, model) -> str:
+    """``--precision auto``: int8 for a recurrent model on a CPU with torch's int8 kernels
+    (a batch-1 step reads every weight once, so a quarter of the bytes is the fastest step,
+    and its likelihood cost is too small to measure: benchmarks/README.md), else fp32. Any
+    other precision is returned as it is."""
+    if precision != "auto":
+        return precision
+    int8 = model.carries_state and int8_available(next(model.parameters()).device)
+    return "int8" if int8 else "fp32"
+
+
 def check_precision(precision: str, device: torch.device, model=None) -> None:
     if precision not in PRECISIONS:
-        raise RnnkitError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise RnnkitError(f"--precision must be one of auto, {', '.join(PRECISIONS)}, got "
+                          f"{precision!r}")
     if precision == "int8" and model is not None and not model.carries_state:
         raise RnnkitError("--precision int8 applies to the recurrent models; sample the "
                           "transformer with --precision fp32 or bf16")

@@ -5,7 +5,8 @@ examples:
   rnnkit sample runs/shakespeare --prime-file prompt.txt --length 500   # a long prompt
   rnnkit sample runs/shakespeare/step_001000.pt   # an earlier stage (--keep-checkpoints)
   rnnkit sample runs/lines --num-samples 10          # lines mode: ten lines on stdout
-  rnnkit sample runs/shakespeare --length 100000 --precision int8 > long.txt   # fastest
+  rnnkit sample runs/shakespeare --length 100000 > long.txt   # streamed as it is generated
+  rnnkit sample runs/shakespeare --precision fp32 --seed 7   # the model's own arithmetic
   rnnkit sample runs/shakespeare --prime-text "ROMEO:" --length 200 --beam 8    # likeliest
 """
 
@@ -51,11 +52,13 @@ def add_arguments(p) -> None:
                    help="random seed (default 1337)")
     p.add_argument("--device", default="cpu", choices=DEVICES,
                    help=f"{DEVICE_HELP} (default: cpu)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
                    help="arithmetic of each generation step: fp32 is the model exactly; bf16 "
-                        "and int8 (CPU) are faster at a small likelihood cost (default fp32)")
+                        "and int8 (CPU) are faster at a small likelihood cost; auto (default): "
+                        "int8 for a recurrent model on a CPU that has int8 kernels, else fp32")
     p.add_argument("--threads", type=int, default=0, metavar="N",
-                   help="CPU threads (default 0: one per core that other processes leave free)")
+                   help="CPU threads (default 0: one for a single sample of a recurrent model, "
+                        "else one per core that other processes leave free)")
 
 
 def run(args) -> int:
@@ -66,6 +69,10 @@ def run(args) -> int:
     require_lm(meta, args.checkpoint)
     # one sample is written as it is generated, and not kept: memory stays flat however long
     streamed = args.num_samples == 1 and args.beam == 1
+    if args.threads == 0 and streamed and model.carries_state:
+        # a single stream's step is a few matrix-vector products, too small to share out:
+        # more threads only wait on each other (benchmarks/README.md, sampling)
+        set_threads(1)
     texts = sample_model(model, vocab, prime, args.length, args.num_samples, args.seed,
                          on_text=write if streamed else None, precision=args.precision,
                          beam=args.beam, length_penalty=args.length_penalty,
