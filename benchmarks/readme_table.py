@@ -140,6 +140,19 @@ def sampling_rows() -> list[str]:
             lines.append(f"| likelihood cost over {lk['text_chars']:,} val characters "
                          f"| | fp32 {lk['fp32_nats_per_char']} nats/char | {costs} "
                          "| | | | |")
+        if "command" in r:  # bench_sampling.py --cli: rnnkit sample, timed from outside
+            c = r["command"]
+            naive_all = c[f"naive_{c['cores']}_threads_chars_per_sec"]
+            lines.append(
+                f"| `rnnkit sample RUN --length N` as a user runs it, default flags "
+                f"(`{path.name}`, {machine(r)}) | 1 | {c['naive_1_threads_chars_per_sec']:,} "
+                f"| auto | {c['default_flags_chars_per_sec']:,} "
+                f"| **{c['default_vs_naive_same_threads']}x** | | |")
+            lines.append(
+                f"| the same with `--precision fp32 --threads {c['cores']}` (the former "
+                f"defaults) | {c['cores']} | {naive_all:,} "
+                f"| fp32 | {c['fp32_all_cores_chars_per_sec']:,} "
+                f"| **{c['fp32_all_cores_vs_naive_same_threads']}x** | | |")
     return lines
 
 
