@@ -172,7 +172,10 @@ def main(argv=None) -> dict:
         vocab = VOCAB
         model = CharLM(CharLMConfig(vocab_size=len(vocab), hidden_size=args.hidden,
                                     num_layers=args.layers)).to(args.device).eval()
-    precisions = ["fp32", "bf16"] + (["int8"] if int8_available(args.device) else [])
+    # bf16 on a CPU without native bf16 is emulated, many times slower than fp32: not measured
+    native_bf16 = args.device == "cuda" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    precisions = (["fp32"] + (["bf16"] if native_bf16 else [])
+                  + (["int8"] if int8_available(args.device) else []))
     result = {"model": f"{model.config.num_layers}x{model.config.hidden_size} "
                        f"{model.config.cell}, vocab {len(vocab)}",
               "torch": torch.__version__, "streams": args.streams, "by_threads": {},
