@@ -18,6 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "rnnkit"
 
 # a module may import modules of its own rank or lower, never higher
 RANKS = {"errors": 0, "fileio": 0, "limits": 0, "presets": 0, "version": 0, "fair_share": 0,
+         "allocator": 0,
          "layers": 1,
          "models": 2, "data": 2, "decoding": 2, "ctc": 2, "metrics": 2, "images": 2, "losses": 2,
          "scheduled_sampling": 2, "plots": 2,

@@ -5,6 +5,7 @@ measured on purpose, by hand (benchmarks/README.md), never asserted in a test.
 """
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,16 @@ def test_readme_tables_are_what_the_saved_results_give():
         everything += shown
     for path in (BENCHMARKS / "results").glob("*.json"):
         assert f"`{path.name}" in everything, f"{path.name} is in no results table"
+
+
+def test_allocator_benchmark_runs_both_arms(hamlet, capsys):
+    import bench_allocator
+    result = bench_allocator.main(["--preset", "tiny", "--data", str(hamlet), "--cells", "lstm",
+                                   "--steps", "4", "--warm-steps", "2", "--repeats", "1"])
+    lstm = result["cells"]["lstm"]
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert [r["memory_kept"] for r in lstm["default"] + lstm["kept"]] == [False, glibc]
+    for run in lstm["default"] + lstm["kept"]:
+        assert run["seconds_per_step"] > 0 and run["peak_rss_mb"] > 0
+    assert lstm["speedup"] > 0
+    assert json.loads(capsys.readouterr().out) == result

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .. import allocator
 from ..data.batching import to_device
 from ..errors import RnnkitError
 from ..fair_share import keep_fair_share
@@ -85,8 +86,8 @@ class Trainer:
         self.bf16 = use_bf16(cfg.precision, self.device)
         self.scaler = make_scaler(cfg.precision, self.device)
         set_threads(cfg.threads)
-        self.created, self.lock = False, None
-        self.budget = BudgetFit()
+        allocator.keep_freed_memory()  # the fused kernels' workspaces, page-faulted every step
+        self.created, self.lock, self.budget = False, None, BudgetFit()
         try:
             self._setup(model_cfg, resume)
         except BaseException:
@@ -315,8 +316,7 @@ class Trainer:
         return f"{self.task.units}_per_sec"
 
     def _chars_per_sec(self) -> float:
-        """Characters (or the task's rate_unit) trained on, padding excluded, per second since
-        the last record."""
+        """The task's units (characters) trained on per second since the last record, no pads."""
         seconds = time.perf_counter() - self._rate_mark
         chars, = self.dist.sum(self._chars)  # every rank's
         return round(chars / seconds, 1) if seconds > 0 else 0.0
