@@ -8,6 +8,7 @@ docs/results.md (``TARGETS``).
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,8 +19,8 @@ def rows(tables=None) -> list[str]:
     """The tables (every one by default) as Markdown lines, a blank line between tables."""
     if tables is None:
         tables = [quality_rows, lstm_vs_gpt_rows, throughput_rows, cells_rows,
-                  sampling_rows, contention_rows, prefill_rows, serve_rows, ddp_rows,
-                  scheduled_sampling_rows,
+                  sampling_rows, contention_rows, allocator_rows, prefill_rows, serve_rows,
+                  ddp_rows, scheduled_sampling_rows,
                   large_corpus_rows, beam_rows, convlstm_rows, speech_rows, segment_rows,
                   long_range_rows, frame_rows]
     out: list[str] = []
@@ -203,6 +204,26 @@ def contention_rows() -> list[str]:
                 f"| {m['eval_speed_kept']:.0%} ({m['eval_seconds_alone']} s alone, "
                 f"{m['eval_seconds_beside_two_trainings']} s beside) "
                 f"| {m['sample_speed_kept']:.0%} | {machine(r)} |")
+    return lines
+
+
+def allocator_rows() -> list[str]:
+    """Training steps with freed memory kept by the process (``bench_allocator.py``) against
+    glibc's default malloc, per cell, in one run: the medians of the repeats."""
+    lines = ["| freed memory kept (`bench_allocator.py`) | cell | s a step: default malloc "
+             "| kept | speed-up | system CPU s (default / kept) | peak RSS MB (default / kept) "
+             "| machine |", "|---|---|---|---|---|---|---|---|"]
+    for path, r in results("allocator*.json"):
+        for cell, c in r["cells"].items():
+            def median(arm, key, c=c):
+                return round(statistics.median(run[key] for run in c[arm]), 4)
+            lines.append(
+                f"| `{path.name}`: `{r['preset']}`, {r['steps']} steps, {r['repeats']} runs "
+                f"of each | {cell} | {median('default', 'seconds_per_step')} "
+                f"| {median('kept', 'seconds_per_step')} | **{c['speedup']}x** "
+                f"| {median('default', 'system_s'):.1f} / {median('kept', 'system_s'):.1f} "
+                f"| {median('default', 'peak_rss_mb'):.0f} / {median('kept', 'peak_rss_mb'):.0f} "
+                f"| {machine(r)} |")
     return lines
 
 

@@ -72,6 +72,48 @@ def test_the_pace_is_timed_from_5_to_10_percent_of_the_budget():
     assert pace.per_step(50, 20.0) == pytest.approx(0.5)
 
 
+def test_the_second_look_times_a_fifth_of_the_budget_after_the_first_fit():
+    pace = Pace(step=12, elapsed=31.0)  # the first step after the first fit's evaluation
+    assert not time_to_fit(200, 90.0, 300.0, pace, second=True)  # 30%, but 59 s timed
+    assert time_to_fit(200, 92.0, 300.0, pace, second=True)
+    assert not time_to_fit(14, 200.0, 300.0, pace, second=True)  # never on fewer than three
+
+
+def test_the_count_is_fitted_at_10_percent_then_fixed_on_the_pace_from_10_to_30():
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from rnnkit.training.budget import BudgetFit
+
+    @dataclass
+    class Settings:
+        time_budget: float = 100.0
+        max_steps: int = 1000
+        eval_every: int = 10_000
+
+    cfg = Settings()
+    run, fitter, said = SimpleNamespace(step=0, elapsed=0.0, budget_fit=None), BudgetFit(), []
+
+    def step(seconds):
+        run.step, run.elapsed = run.step + 1, run.elapsed + seconds
+        return fitter.due(cfg, run, 0)
+
+    while not step(1.0):  # 1 s a step: all 100 would fit
+        pass
+    assert run.step == 10
+    cfg = fitter.fit(cfg, run, 0.0, said.append)
+    assert cfg.max_steps == 100 and run.budget_fit["final"] is False
+    assert still_to_fit(100.0, run.budget_fit) and "second look" in said[-1]
+    while not step(1.2):  # the machine got slower after the first fit
+        pass
+    assert run.step == 28  # 17 steps timed from step 11: 20.4 s, a fifth of the budget
+    cfg = fitter.fit(cfg, run, 0.0, said.append)
+    assert cfg.max_steps == 28 + int((100 - 10 - 18 * 1.2) / 1.2)  # 85, under the same cap
+    assert run.budget_fit == {"seconds": 100.0, "steps": 85, "cap": 1000, "final": True}
+    assert not still_to_fit(100.0, run.budget_fit) and "config.json records it" in said[-1]
+    assert not any(step(1.2) for _ in range(60))  # no third fit
+
+
 def test_a_resume_keeps_the_fit_unless_the_budget_or_the_steps_change():
     fit = {"seconds": 300.0, "steps": 700, "cap": 1360}
     assert resumed_max_steps(300.0, 1360, fit) == 700  # the preset's cap again
@@ -82,6 +124,8 @@ def test_a_resume_keeps_the_fit_unless_the_budget_or_the_steps_change():
     assert resumed_max_steps(0.0, 1360, fit) == 1360 and resumed_max_steps(300.0, 50, None) == 50
     assert not still_to_fit(300.0, fit) and still_to_fit(600.0, fit)
     assert still_to_fit(300.0, None) and not still_to_fit(0.0, None)
+    first = {**fit, "final": False}  # a run resumed before the second look keeps its count
+    assert resumed_max_steps(300.0, 1360, first) == 700 and still_to_fit(300.0, first)
 
 
 class SteadyClock:
@@ -125,14 +169,16 @@ def test_a_budgeted_run_fits_its_steps_to_the_clock_and_records_them(tmp_path, h
     assert final["step"] == steps and 50 < steps < 10_000
     assert json.loads((out / "last.json").read_text())["config"]["train"]["max_steps"] == steps
     # the steps and the final evaluation (0.23 s on this clock) end at the budget, within a
-    # few steps (0.014 s each, records included): the clock's readings around the fit's own
-    # evaluation and checkpoints are counted approximately
-    assert abs(final["elapsed"] + 0.23 - 1.5) <= 0.05
-    assert any(f"so {steps} steps" in line for line in said)
+    # few steps (0.014 s each, records included): the clock's readings around the fits' own
+    # evaluations and checkpoints are counted approximately
+    assert abs(final["elapsed"] + 0.23 - 1.5) <= 0.06
+    fits = [line for line in said if line.startswith("time budget")]
+    assert len(fits) == 2 and "a second look" in fits[0] and f"so {steps} steps" in fits[1]
     evaluated = [r[0] for r in losses(out) if r[2] is not None]
-    # the fit's evaluation, once 10% of the budget was spent, then the last
-    assert len(evaluated) == 2 and WARM_STEPS + 3 <= evaluated[0] <= 0.15 * steps
-    assert evaluated[1] == steps
+    # the first fit's evaluation once 10% of the budget was spent, the second look's after
+    # 20% more (its evaluation counted, the first one's not), then the last
+    assert len(evaluated) == 3 and WARM_STEPS + 3 <= evaluated[0] <= 0.15 * 1.5 / 0.014
+    assert evaluated[1] - evaluated[0] >= 0.2 * 1.5 / 0.014 * 0.9 and evaluated[2] == steps
 
     # twice the budget: about twice the steps (the two evaluations' cost set apart)
     twice = rnnkit.train(*small(hamlet, **{**BUDGET, "time_budget": 3.0}),
@@ -148,15 +194,17 @@ def test_the_budget_never_raises_max_steps(tmp_path, hamlet, steady_clock):
 def test_an_interrupted_budgeted_run_resumes_exactly(tmp_path, hamlet, monkeypatch,
                                                      steady_clock):
     whole = rnnkit.train(*small(hamlet, **BUDGET), out=tmp_path / "whole")
+    final_fit = [r[0] for r in losses(tmp_path / "whole") if r[2] is not None][1]
     one_step = Trainer._one_step
 
-    def interrupt_after_the_fit(self):  # after the fit, between two records
+    def interrupt_after_the_fit(self):  # after the final fit, between two records
         rates = one_step(self)
-        if self.run.step == 62:
+        if self.run.step == final_fit + 2:
             signal.raise_signal(signal.SIGINT)
         return rates
 
     monkeypatch.setattr(Trainer, "_one_step", interrupt_after_the_fit)
+    monkeypatch.setattr(loop, "time", SteadyClock(0.01))  # the same readings, to the last bit
     with pytest.raises(Interrupted):
         rnnkit.train(*small(hamlet, **BUDGET), out=tmp_path / "cut")
     monkeypatch.setattr(Trainer, "_one_step", one_step)
@@ -167,6 +215,27 @@ def test_an_interrupted_budgeted_run_resumes_exactly(tmp_path, hamlet, monkeypat
     assert final["step"] == whole["step"]
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
     assert_same_weights(weights(tmp_path / "cut"), weights(tmp_path / "whole"))
+
+
+def test_a_run_resumed_between_the_two_fits_fits_again_and_ends_on_it(tmp_path, hamlet,
+                                                                      monkeypatch, steady_clock):
+    first_fit = Trainer._record
+
+    def interrupt_after_the_first_fit(self, rates, evaluate_now=False, fit=False):
+        first_fit(self, rates, evaluate_now, fit)
+        if fit and not self.run.budget_fit["final"]:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(Trainer, "_record", interrupt_after_the_first_fit)
+    with pytest.raises(Interrupted):
+        rnnkit.train(*small(hamlet, **BUDGET), out=tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "_record", first_fit)
+    said = []
+    final = rnnkit.train(*small(hamlet, **BUDGET), out=tmp_path / "cut", resume=True,
+                         log=said.append)
+    assert sum("config.json records it" in line for line in said) == 1
+    steps = json.loads((tmp_path / "cut" / "config.json").read_text())["train"]["max_steps"]
+    assert final["step"] == steps < 10_000
 
 
 def test_the_command_line_resumes_from_config_json_and_extends(tmp_path, hamlet,

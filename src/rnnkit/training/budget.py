@@ -2,19 +2,24 @@
 runs on, then trains by steps alone.
 
 A clock limit (--max-time) stops a run wherever the clock says, so its schedule and its end
-depend on the machine's load at every step. A budgeted run instead times its steps from 5% to
-10% of the budget, and one evaluation, then fixes --max-steps once to the steps that fit
-the budget (never more than the --max-steps it was given). From then on it is a run of that
-many steps: the cosine schedule ends on time, and the fitted count is written to config.json
-(and to every checkpoint's meta), so --resume continues the same run exactly.
+depend on the machine's load at every step. A budgeted run instead times its steps from 5% of
+the budget on, and its evaluations, and fixes --max-steps to the steps that fit the budget
+(never more than the --max-steps it was given): a first time at 10% of the budget, so that
+the cosine schedule is about right early, and for good at 30%, on three times as many steps.
+The second look times the steps from 10% to 30%: a machine's pace drifts by several percent
+from minute to minute, and the 5%-10% window alone missed the pace of the rest of a run by
+up to 20%. From then on it is a run of that many
+steps: the schedule ends on time, and the fitted count is written to config.json (and to
+every checkpoint's meta), so --resume continues the same run exactly.
 
 On --resume the run keeps its fitted steps while --time-budget is unchanged (a --max-steps
 other than the fitted count or the one the fit started from is taken as the user's: it extends
-or shortens the run); another --time-budget fits again from where the run stands, and
---time-budget 0 trains to --max-steps.
+or shortens the run); a run resumed before its final fit times its pace again and fits then;
+another --time-budget fits again from where the run stands, and --time-budget 0 trains to
+--max-steps.
 
-The fit assumes the pace of the first steps holds: a machine that gets busier later makes
-the run longer than its budget (fair_share.py gives threads back to other processes).
+The fit assumes the pace it timed holds: a machine that gets busier later makes the run
+longer than its budget (fair_share.py gives threads back to other processes).
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ import math
 from dataclasses import dataclass
 
 # The pace is timed from the first step past WARM_STEPS and PACE_FROM of the budget to the
-# first past FIT_AT of it (at least MIN_TIMED steps). The first steps pay for allocation,
-# thread start-up and, with --compile, the compilation; a 2x384 LSTM's steps then still ran
-# 7% slower over the first 5% of the budget than later on, which a fit on them left unused.
+# first past FIT_AT of it (at least MIN_TIMED steps), then from the first fit on over
+# FINAL_AT - FIT_AT of the budget.
+# The first steps pay for allocation, thread start-up and, with --compile, the compilation;
+# a 2x384 LSTM's steps then still ran 7% slower over the first 5% of the budget than later
+# on, which a fit on them left unused.
 WARM_STEPS = 2
 PACE_FROM = 0.05
 FIT_AT = 0.10
+FINAL_AT = 0.30
 MIN_TIMED = 3
 
 
@@ -44,8 +52,16 @@ def resumed_max_steps(time_budget: float, max_steps: int, fit: dict | None) -> i
 
 
 def still_to_fit(time_budget: float, fit: dict | None) -> bool:
-    """Whether the run must (still, or again) fit its steps to --time-budget."""
-    return time_budget > 0 and (fit is None or fit["seconds"] != time_budget)
+    """Whether the run must (still, or again) fit its steps to --time-budget: no fit for
+    this budget yet, or only the first one (a fit without "final" is from before the second
+    look, and final)."""
+    return time_budget > 0 and (fit is None or fit["seconds"] != time_budget
+                                or not fit.get("final", True))
+
+
+def fitted_for(time_budget: float, fit: dict | None) -> bool:
+    """Whether ``fit`` (first or final) was made for this --time-budget."""
+    return fit is not None and fit["seconds"] == time_budget
 
 
 def how_to_extend(time_budget: float, fit: dict | None) -> str:
@@ -75,18 +91,27 @@ class BudgetFit:
             return False
         if self.pace is None and pace_starts(run.step, first, run.elapsed, cfg.time_budget):
             self.pace = Pace(run.step, run.elapsed)
-        return time_to_fit(run.step, run.elapsed, cfg.time_budget, self.pace)
+        return time_to_fit(run.step, run.elapsed, cfg.time_budget, self.pace,
+                           second=fitted_for(cfg.time_budget, run.budget_fit))
 
     def fit(self, cfg, run, per_eval: float, log):
         """cfg with --max-steps fitted; sets ``run.budget_fit`` and ``log``s what it measured.
         ``per_eval``: this evaluation's seconds with its checkpoints (the slowest rank's)."""
         per_step = self.pace.per_step(run.step, run.elapsed)
+        first = run.budget_fit if fitted_for(cfg.time_budget, run.budget_fit) else None
+        # the second look fits under the cap the first one started from
+        cap = first["cap"] if first and cfg.max_steps == first["steps"] else cfg.max_steps
         steps = fitted_steps(run.step, run.elapsed + per_eval, cfg.time_budget, per_step,
-                             per_eval, cfg.eval_every, cfg.max_steps)
-        run.budget_fit = {"seconds": cfg.time_budget, "steps": steps, "cap": cfg.max_steps}
+                             per_eval, cfg.eval_every, cap)
+        final = first is not None or run.elapsed >= FINAL_AT * cfg.time_budget
+        if not final:  # the second look times the steps after this evaluation
+            self.pace = None
+        run.budget_fit = {"seconds": cfg.time_budget, "steps": steps, "cap": cap,
+                          "final": final}
+        then = ("config.json records it" if final else
+                f"a second look at {FINAL_AT:.0%} of the budget fixes the count")
         log(f"time budget {cfg.time_budget:g} s: {per_step:.3g} s a step and {per_eval:.3g} s "
-            f"an evaluation here, so {steps} steps (--max-steps {cfg.max_steps} at most); "
-            "config.json records it")
+            f"an evaluation here, so {steps} steps (--max-steps {cap} at most); {then}")
         return dataclasses.replace(cfg, max_steps=steps)
 
 
@@ -105,11 +130,15 @@ def pace_starts(step: int, first: int, elapsed: float, budget: float) -> bool:
     return step >= first + WARM_STEPS and elapsed >= PACE_FROM * budget
 
 
-def time_to_fit(step: int, elapsed: float, budget: float, start: Pace | None) -> bool:
-    """Whether the run, at ``step`` after ``elapsed`` seconds, has timed enough steps."""
-    if start is None:
+def time_to_fit(step: int, elapsed: float, budget: float, start: Pace | None,
+                second: bool = False) -> bool:
+    """Whether the run, at ``step`` after ``elapsed`` seconds, has timed enough steps: up to
+    FIT_AT of the budget for the first fit, over FINAL_AT - FIT_AT of it for the second."""
+    if start is None or step - start.step < MIN_TIMED:
         return False
-    return step - start.step >= MIN_TIMED and elapsed >= FIT_AT * budget
+    if second:  # a long first evaluation must not shorten the window
+        return elapsed - start.elapsed >= (FINAL_AT - FIT_AT) * budget
+    return elapsed >= FIT_AT * budget
 
 
 def evaluations_between(after: int, until: int, eval_every: int) -> int:
