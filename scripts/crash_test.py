@@ -39,12 +39,29 @@ def checkpoint_step(run: Path) -> int:
         return -1
 
 
+def wait_for_training(run: Path, since: float, proc: subprocess.Popen,
+                      timeout: float = 600.0) -> None:
+    """Until the run writes metrics.jsonl (it opens it once its checkpoint is loaded, then
+    writes a record every few steps) or ends. A fixed delay instead kills a run on a busy
+    machine before it ever reaches a checkpoint, again and again."""
+    metrics, deadline = run / "metrics.jsonl", time.monotonic() + timeout
+    while proc.poll() is None:
+        if metrics.exists() and metrics.stat().st_mtime >= since:
+            return
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the run wrote no metrics in {timeout:g} s")
+        time.sleep(0.05)
+
+
 def kill_at_random(run: Path, args: list[str], rng: random.Random) -> int:
-    """Start or resume the run, kill -9 it at a random moment; the step of its checkpoint
-    then, or -1 when it finished before the kill."""
+    """Start or resume the run, kill -9 it at a random moment of its training; the step of
+    its checkpoint then, or -1 when it finished before the kill."""
     first = not (run / "last.pt").exists()
+    since = time.time()
     proc = rnnkit("train", "--out", run, *args, *([] if first else ["--resume"]), wait=False)
-    time.sleep(rng.uniform(1.5, 4.0))  # past the import, somewhere in training
+    wait_for_training(run, since, proc)
+    time.sleep(rng.uniform(0.0, 2.5))  # somewhere in training: a step, a record, a checkpoint
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     if proc.returncode not in (0, -signal.SIGKILL):
