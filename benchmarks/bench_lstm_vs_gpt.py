@@ -25,6 +25,8 @@ import bench_quality
 import plain_lstm_budget
 from report import emit
 
+import rnnkit
+
 KEPT = ("preset", "val_loss", "val_bpc", "val_chars", "val_tokens", "steps", "params",
         "train_chars_per_sec", "wall_s", "train_wall_s", "peak_rss_mb", "bf16", "threads")
 
@@ -76,11 +78,15 @@ def plain_lstm(lstm: dict, budget: float, data: str | None) -> dict:
     if data is not None:
         raise SystemExit("--plain trains on the built-in corpus only; drop --data")
     seconds = min(lstm["train_wall_s"], budget)
-    flags = ["--hidden", "384", "--layers", "2", "--embed", "64", "--batch-size", "32",
-             "--seq-length", "128", "--lr", "5e-3", "--budget", f"{seconds:.1f}"]
+    model, train = rnnkit.configs(preset=lstm["preset"])
+    flags = ["--hidden", str(model.hidden_size), "--layers", str(model.num_layers),
+             "--embed", str(model.embed_size), "--batch-size", str(train.batch_size),
+             "--seq-length", str(train.seq_length), "--lr", f"{train.learning_rate:g}",
+             "--budget", f"{seconds:.1f}"]
     with contextlib.redirect_stdout(sys.stderr):
         r = plain_lstm_budget.main(flags + (["--bf16"] if lstm["bf16"] else []))
-    return {"preset": "plain nn.LSTM 2x384 (plain_lstm_budget.py)",
+    return {"preset": f"plain nn.LSTM {model.num_layers}x{model.hidden_size} "
+                      f"(plain_lstm_budget.py, {train.batch_size} x {train.seq_length})",
             **{k: r[k] for k in ("val_loss", "val_bpc", "steps", "params",
                                  "train_chars_per_sec", "wall_s", "bf16", "threads")}}
 
