@@ -12,7 +12,9 @@ import pytest
 import rnnkit
 from rnnkit import allocator
 
-glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+LIBC, VERSION = platform.libc_ver()
+glibc = pytest.mark.skipif(LIBC != "glibc" or tuple(map(int, VERSION.split("."))) < (2, 33),
+                           reason="glibc's malloc, 2.33 or newer (mallinfo2)")
 
 # In a fresh process: the bytes glibc serves by mmap while a 64 MB tensor is alive, and the
 # free bytes the heap holds once it is freed, before and after keep_freed_memory().

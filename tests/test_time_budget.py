@@ -114,6 +114,39 @@ def test_the_count_is_fitted_at_10_percent_then_fixed_on_the_pace_from_10_to_30(
     assert not any(step(1.2) for _ in range(60))  # no third fit
 
 
+def test_an_evaluation_inside_the_window_is_not_step_time():
+    pace = Pace(step=10, elapsed=20.0)
+    for elapsed in (21.0, 22.0, 28.0, 29.0, 30.0):  # the third step held a 5 s evaluation
+        pace.add(elapsed)
+    assert pace.seconds == [1.0, 1.0, 6.0, 1.0, 1.0] and pace.per_step(15, 30.0) == 1.0
+    assert Pace(step=10, elapsed=20.0).per_step(15, 30.0) == 2.0  # nothing added: the mean
+
+
+def test_a_first_fit_on_a_short_window_gets_a_second_look():
+    """A run resumed with another --time-budget past 30% of it fits on its first steps, then
+    looks again."""
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from rnnkit.training.budget import BudgetFit
+
+    @dataclass
+    class Settings:
+        time_budget: float = 100.0
+        max_steps: int = 1000
+        eval_every: int = 10_000
+
+    run = SimpleNamespace(step=200, elapsed=50.0, budget_fit=None)
+    cfg, fitter, said = Settings(), BudgetFit(), []
+    while True:
+        run.step, run.elapsed = run.step + 1, run.elapsed + 1.0
+        if fitter.due(cfg, run, 200):
+            break
+    assert run.step == 200 + WARM_STEPS + 3
+    cfg = fitter.fit(cfg, run, 0.0, said.append)
+    assert run.budget_fit["final"] is False and cfg.max_steps == 200 + 50
+
+
 def test_a_resume_keeps_the_fit_unless_the_budget_or_the_steps_change():
     fit = {"seconds": 300.0, "steps": 700, "cap": 1360}
     assert resumed_max_steps(300.0, 1360, fit) == 700  # the preset's cap again
@@ -238,6 +271,40 @@ def test_a_run_resumed_between_the_two_fits_fits_again_and_ends_on_it(tmp_path, 
     assert final["step"] == steps < 10_000
 
 
+def test_a_run_that_ends_at_its_first_count_is_fitted_and_extends(tmp_path, hamlet,
+                                                                  steady_clock):
+    """The cap binds before the second look: the run ends there with its fit final, and a
+    larger --max-steps extends it instead of fitting again."""
+    first = rnnkit.train(*small(hamlet, **{**BUDGET, "max_steps": 20}), out=tmp_path / "r")
+    assert first["step"] == 20  # the second look would come at about step 34
+    longer = rnnkit.train(*small(hamlet, **{**BUDGET, "max_steps": 200}), out=tmp_path / "r",
+                          resume=True)
+    assert longer["step"] == 200  # past what the rest of the budget would fit
+
+
+def test_config_json_gets_the_final_count_only_after_last_pt_holds_it(tmp_path, hamlet,
+                                                                       monkeypatch):
+    monkeypatch.setattr(loop, "time", SteadyClock(0.01))
+    whole = rnnkit.train(*small(hamlet, **BUDGET), out=tmp_path / "whole")
+    write = Trainer._write_config
+
+    def dies_before_the_final_count(self):
+        if self.run.budget_fit is not None and self.run.budget_fit["final"]:
+            raise KeyboardInterrupt  # killed between last.pt and config.json
+        return write(self)
+
+    monkeypatch.setattr(loop, "time", SteadyClock(0.01))
+    monkeypatch.setattr(Trainer, "_write_config", dies_before_the_final_count)
+    with pytest.raises(KeyboardInterrupt):
+        rnnkit.train(*small(hamlet, **BUDGET), out=tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "_write_config", write)
+    config = json.loads((tmp_path / "cut" / "config.json").read_text())
+    assert config["train"]["max_steps"] == 10_000  # the cap, not the first fit's count
+    assert main(["train", "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+    assert losses(tmp_path / "cut")[-1][0] == whole["step"]
+
+
 def test_the_command_line_resumes_from_config_json_and_extends(tmp_path, hamlet,
                                                                steady_clock, capsys):
     out = tmp_path / "run"
@@ -273,13 +340,13 @@ def test_a_rollback_before_the_fit_times_the_pace_again():
     for step in range(1, 8):  # 1 s a step: the pace starts at step 5 (5% of the budget)
         run.step, run.elapsed = step, float(step)
         assert not fitter.due(cfg, run, 0)
-    assert fitter.pace == Pace(5, 5.0)
+    assert (fitter.pace.step, fitter.pace.elapsed) == (5, 5.0)
     run.step, run.elapsed = 1, 8.0  # rolled back to step 0, then one step
     assert not fitter.due(cfg, run, 0) and fitter.pace is None
     for step in range(2, 7):  # the steps done again are timed anew
         run.step, run.elapsed = step, 7.0 + step
         fitter.due(cfg, run, 0)
-    assert fitter.pace == Pace(2, 9.0)
+    assert (fitter.pace.step, fitter.pace.elapsed) == (2, 9.0)
 
 
 def test_config_json_keeps_the_cap_until_last_pt_holds_the_fit(tmp_path, hamlet,

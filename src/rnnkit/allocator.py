@@ -8,9 +8,11 @@ instead of computing (benchmarks/bench_allocator.py measures it). Kept by the pr
 pages are reused from one step to the next; the cost is resident memory that stays near the
 run's peak instead of dropping between steps.
 
-The trainer sets this for its process (not on import: a user's own process keeps its
-malloc); evaluation and sampling allocate little per step and leave it alone. Where the C
-library is not glibc (macOS, Windows, musl) nothing changes.
+The trainer sets this for the rest of its process's life, not on import: `rnnkit train`'s
+process, or the Python process that calls rnnkit.train (a notebook's too). Evaluation and
+sampling allocate little per step and leave it alone. Where the C library is not glibc
+(macOS, Windows, musl) nothing changes. glibc still maps blocks of more than its arena size
+(64 MB) that threads other than the main one ask for; torch allocates from the main one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ KEEP = 2**31 - 1  # the largest value mallopt takes: free memory at the heap's t
 
 
 def keep_freed_memory() -> bool:
-    """Serve every block from the heap (no mmap) and never trim it; whether it was set."""
+    """Serve blocks from the heap (not mmap) and never trim it; whether it was set."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)

@@ -5,18 +5,21 @@ A clock limit (--max-time) stops a run wherever the clock says, so its schedule 
 depend on the machine's load at every step. A budgeted run instead times its steps from 5% of
 the budget on, and its evaluations, and fixes --max-steps to the steps that fit the budget
 (never more than the --max-steps it was given): a first time at 10% of the budget, so that
-the cosine schedule is about right early, and for good at 30%, on three times as many steps.
-The second look times the steps from 10% to 30%: a machine's pace drifts by several percent
-from minute to minute, and the 5%-10% window alone missed the pace of the rest of a run by
-up to 20%. From then on it is a run of that many
-steps: the schedule ends on time, and the fitted count is written to config.json (and to
-every checkpoint's meta), so --resume continues the same run exactly.
+the cosine schedule is about right early, and for good after a second look, which times the
+steps over the next 20% of the budget (four times the first window) with one more
+evaluation: a machine's pace drifts by several percent from minute to minute, and the 5%-10%
+window alone missed the pace of the rest of a run by up to 20%. A step that took more than
+OUTLIER times the window's median (an evaluation with its checkpoints) is left out of the
+pace, since the fit counts the evaluations to come on their own. From then on it is a run of
+that many steps: the schedule ends on time, and the fitted count is written to config.json
+(and to every checkpoint's meta), so --resume continues the same run exactly.
 
 On --resume the run keeps its fitted steps while --time-budget is unchanged (a --max-steps
 other than the fitted count or the one the fit started from is taken as the user's: it extends
 or shortens the run); a run resumed before its final fit times its pace again and fits then;
-another --time-budget fits again from where the run stands, and --time-budget 0 trains to
---max-steps.
+another --time-budget fits again from where the run stands (a first fit on less than a fifth
+of the budget is followed by a second look there too), and --time-budget 0 trains to
+--max-steps. A run that reaches its first count before the second look ends there, fitted.
 
 The fit assumes the pace it timed holds: a machine that gets busier later makes the run
 longer than its budget (fair_share.py gives threads back to other processes).
@@ -26,7 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 
 # The pace is timed from the first step past WARM_STEPS and PACE_FROM of the budget to the
 # first past FIT_AT of it (at least MIN_TIMED steps), then from the first fit on over
@@ -39,6 +43,7 @@ PACE_FROM = 0.05
 FIT_AT = 0.10
 FINAL_AT = 0.30
 MIN_TIMED = 3
+OUTLIER = 4.0
 
 
 def resumed_max_steps(time_budget: float, max_steps: int, fit: dict | None) -> int:
@@ -87,10 +92,16 @@ class BudgetFit:
         if run.step <= self.seen:  # rolled back: the steps done again would count twice
             self.pace = None
         self.seen = run.step
-        if not still_to_fit(cfg.time_budget, run.budget_fit):
+        fit = run.budget_fit
+        if fitted_for(cfg.time_budget, fit) and run.step >= fit["steps"]:
+            fit["final"] = True  # the run ends at its first count: nothing left to look at
+        if not still_to_fit(cfg.time_budget, fit):
             return False
-        if self.pace is None and pace_starts(run.step, first, run.elapsed, cfg.time_budget):
-            self.pace = Pace(run.step, run.elapsed)
+        if self.pace is None:
+            if pace_starts(run.step, first, run.elapsed, cfg.time_budget):
+                self.pace = Pace(run.step, run.elapsed)
+        else:
+            self.pace.add(run.elapsed)
         return time_to_fit(run.step, run.elapsed, cfg.time_budget, self.pace,
                            second=fitted_for(cfg.time_budget, run.budget_fit))
 
@@ -103,7 +114,8 @@ class BudgetFit:
         cap = first["cap"] if first and cfg.max_steps == first["steps"] else cfg.max_steps
         steps = fitted_steps(run.step, run.elapsed + per_eval, cfg.time_budget, per_step,
                              per_eval, cfg.eval_every, cap)
-        final = first is not None or run.elapsed >= FINAL_AT * cfg.time_budget
+        timed = run.elapsed - self.pace.elapsed
+        final = first is not None or timed >= (FINAL_AT - FIT_AT) * cfg.time_budget
         if not final:  # the second look times the steps after this evaluation
             self.pace = None
         run.budget_fit = {"seconds": cfg.time_budget, "steps": steps, "cap": cap,
@@ -117,12 +129,25 @@ class BudgetFit:
 
 @dataclass
 class Pace:
-    """Where the clock stood when the timing of the pace began."""
+    """Where the clock stood when the timing of the pace began, and each step's seconds
+    since (``add`` after every step)."""
     step: int
     elapsed: float
+    seconds: list[float] = field(default_factory=list)
+    last: float | None = None
+
+    def add(self, elapsed: float) -> None:
+        self.seconds.append(elapsed - (self.elapsed if self.last is None else self.last))
+        self.last = elapsed
 
     def per_step(self, step: int, elapsed: float) -> float:
-        return (elapsed - self.elapsed) / max(step - self.step, 1)
+        """Seconds a step; a step that took more than OUTLIER times the median one (it held an
+        evaluation and its checkpoints) is left out."""
+        if not self.seconds:
+            return (elapsed - self.elapsed) / max(step - self.step, 1)
+        typical = statistics.median(self.seconds)
+        kept = [s for s in self.seconds if s <= OUTLIER * typical]
+        return sum(kept) / len(kept)
 
 
 def pace_starts(step: int, first: int, elapsed: float, budget: float) -> bool:

@@ -83,9 +83,10 @@ class TrainConfig:
     """Stop after this many seconds of training (evaluations included); 0 = no limit."""
     time_budget: float = 0.0
     """Fit the run to this many seconds of training (evaluations included): it times its
-    first steps and one evaluation, then fixes --max-steps (at most the one given) to the
-    steps that fit, so the schedule ends on time on any machine; config.json records the
-    fitted count, and --resume continues that run exactly. 0 = off."""
+    steps and evaluations, sets --max-steps (at most the one given) to the steps that fit at
+    10% of the budget and fixes it after a second look over the next 20%, so the schedule ends
+    on time on any machine; config.json records the fitted count, and --resume continues that
+    run exactly. 0 = off."""
     eval_every: int = 500
     """Steps between evaluations on val (each also saves checkpoints and a sample)."""
     eval_max_chars: int = 0

@@ -307,8 +307,8 @@ class Trainer:
                 keep_stage(self.out, run.step, self.cfg.keep_checkpoints, best,
                            lambda name: self._save(name, with_trainer=False))
             self._save("last", with_trainer=True)
-            if fit:  # after last.pt: config.json keeps the cap until last.pt holds the fit
-                self._write_config()
+            if fit and run.budget_fit["final"]:  # after last.pt: config.json keeps the
+                self._write_config()  # cap until last.pt holds the final fit
         self._rate_mark, self._chars = time.perf_counter(), 0
 
     @property
