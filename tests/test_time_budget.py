@@ -147,6 +147,25 @@ def test_a_first_fit_on_a_short_window_gets_a_second_look():
     assert run.budget_fit["final"] is False and cfg.max_steps == 200 + 50
 
 
+def test_a_first_fit_with_no_step_left_is_final():
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from rnnkit.training.budget import BudgetFit
+
+    @dataclass
+    class Settings:
+        time_budget: float = 100.0
+        max_steps: int = 1000
+        eval_every: int = 10_000
+
+    run = SimpleNamespace(step=20, elapsed=99.5, budget_fit=None)
+    fitter = BudgetFit()
+    fitter.pace = Pace(step=10, elapsed=95.0)
+    assert fitter.fit(Settings(), run, 1.0, lambda _: None).max_steps == 20  # ends now
+    assert run.budget_fit["final"] is True  # though it timed a twentieth of the budget
+
+
 def test_a_resume_keeps_the_fit_unless_the_budget_or_the_steps_change():
     fit = {"seconds": 300.0, "steps": 700, "cap": 1360}
     assert resumed_max_steps(300.0, 1360, fit) == 700  # the preset's cap again

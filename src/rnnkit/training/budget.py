@@ -115,7 +115,9 @@ class BudgetFit:
         steps = fitted_steps(run.step, run.elapsed + per_eval, cfg.time_budget, per_step,
                              per_eval, cfg.eval_every, cap)
         timed = run.elapsed - self.pace.elapsed
-        final = first is not None or timed >= (FINAL_AT - FIT_AT) * cfg.time_budget
+        # the run ends now when no step fits: nothing left to look at either
+        final = (first is not None or steps <= run.step
+                 or timed >= (FINAL_AT - FIT_AT) * cfg.time_budget)
         if not final:  # the second look times the steps after this evaluation
             self.pace = None
         run.budget_fit = {"seconds": cfg.time_budget, "steps": steps, "cap": cap,
