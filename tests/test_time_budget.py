@@ -4,6 +4,8 @@ use a clock that advances a fixed amount at every reading, so each fit is repeat
 import json
 import random
 import signal
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,6 +15,7 @@ from rnnkit.tasks.lm import LanguageModelRun
 from rnnkit.training import loop
 from rnnkit.training.budget import (
     WARM_STEPS,
+    BudgetFit,
     Pace,
     evaluations_between,
     fitted_steps,
@@ -24,6 +27,14 @@ from rnnkit.training.budget import (
 from rnnkit.training.loop import Interrupted, Trainer
 
 from .test_training import assert_same_weights, losses, small, weights
+
+
+@dataclass
+class Settings:
+    """The fields of TrainConfig that the fit reads: a 100 s budget."""
+    time_budget: float = 100.0
+    max_steps: int = 1000
+    eval_every: int = 10_000
 
 
 def test_evaluations_between_counts_every_eval_step_and_the_last():
@@ -80,17 +91,6 @@ def test_the_second_look_times_a_fifth_of_the_budget_after_the_first_fit():
 
 
 def test_the_count_is_fitted_at_10_percent_then_fixed_on_the_pace_from_10_to_30():
-    from dataclasses import dataclass
-    from types import SimpleNamespace
-
-    from rnnkit.training.budget import BudgetFit
-
-    @dataclass
-    class Settings:
-        time_budget: float = 100.0
-        max_steps: int = 1000
-        eval_every: int = 10_000
-
     cfg = Settings()
     run, fitter, said = SimpleNamespace(step=0, elapsed=0.0, budget_fit=None), BudgetFit(), []
 
@@ -125,17 +125,6 @@ def test_an_evaluation_inside_the_window_is_not_step_time():
 def test_a_first_fit_on_a_short_window_gets_a_second_look():
     """A run resumed with another --time-budget past 30% of it fits on its first steps, then
     looks again."""
-    from dataclasses import dataclass
-    from types import SimpleNamespace
-
-    from rnnkit.training.budget import BudgetFit
-
-    @dataclass
-    class Settings:
-        time_budget: float = 100.0
-        max_steps: int = 1000
-        eval_every: int = 10_000
-
     run = SimpleNamespace(step=200, elapsed=50.0, budget_fit=None)
     cfg, fitter, said = Settings(), BudgetFit(), []
     while True:
@@ -148,17 +137,6 @@ def test_a_first_fit_on_a_short_window_gets_a_second_look():
 
 
 def test_a_first_fit_with_no_step_left_is_final():
-    from dataclasses import dataclass
-    from types import SimpleNamespace
-
-    from rnnkit.training.budget import BudgetFit
-
-    @dataclass
-    class Settings:
-        time_budget: float = 100.0
-        max_steps: int = 1000
-        eval_every: int = 10_000
-
     run = SimpleNamespace(step=20, elapsed=99.5, budget_fit=None)
     fitter = BudgetFit()
     fitter.pace = Pace(step=10, elapsed=95.0)
@@ -351,9 +329,6 @@ def test_a_negative_budget_is_one_error_line(tmp_path, hamlet, capsys):
 
 
 def test_a_rollback_before_the_fit_times_the_pace_again():
-    from types import SimpleNamespace
-
-    from rnnkit.training.budget import BudgetFit
     cfg, fitter = SimpleNamespace(time_budget=100.0), BudgetFit()
     run = SimpleNamespace(step=0, elapsed=0.0, budget_fit=None)
     for step in range(1, 8):  # 1 s a step: the pace starts at step 5 (5% of the budget)
