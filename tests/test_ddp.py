@@ -8,6 +8,7 @@ so their losses differ only by float summation order (measured: under 3e-7 nats 
 steps); TOL allows 1e-4 nats per record.
 """
 
+import atexit
 import json
 import os
 import shutil
@@ -39,9 +40,11 @@ def settings(out, data=HAMLET, **flags) -> list[str]:
 
 
 def torchrun(args: list[str], hooks: dict | None = None, dump=None, env=None,
-             nproc: int = 2) -> subprocess.CompletedProcess:
-    """This file as the worker of ``nproc`` processes; ``args`` go to ``rnnkit train``."""
-    spec = {"args": args, "hooks": hooks or {}, "dump": str(dump) if dump else None}
+             nproc: int = 2, shutdown=None) -> subprocess.CompletedProcess:
+    """This file as the worker of ``nproc`` processes; ``args`` go to ``rnnkit train``.
+    A rank whose interpreter shuts down (atexit) leaves a file rank{r} in ``shutdown``."""
+    spec = {"args": args, "hooks": hooks or {}, "dump": str(dump) if dump else None,
+            "shutdown": str(shutdown) if shutdown else None}
     # after a failure, torchrun waits 5 s (not 30) for the other processes to exit
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc-per-node={nproc}", "--shutdown-timeout=5", __file__, json.dumps(spec)]
@@ -189,7 +192,8 @@ def test_a_global_batch_that_does_not_split_is_refused_before_launching(tmp_path
 def pair(tmp_path_factory):
     """The same run on 2 ranks (each rank's final weights dumped) and in 1 process."""
     root = tmp_path_factory.mktemp("pair")
-    done = torchrun(settings(root / "two"), dump=root / "dump")
+    (root / "shutdown").mkdir()
+    done = torchrun(settings(root / "two"), dump=root / "dump", shutdown=root / "shutdown")
     assert done.returncode == 0, done.stderr[-3000:]
     train_here(settings(root / "one"))
     return root
@@ -201,6 +205,14 @@ def test_parameters_are_identical_on_both_ranks_after_training(pair):
     assert_same_weights(ranks[0], ranks[1])
     assert_same_weights(ranks[0], weights(pair / "two" / "last.pt"))
     assert json.loads((pair / "two" / "last.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.timeout(180)
+def test_the_ranks_end_without_the_interpreters_shutdown(pair):
+    """gloo's threads can abort a process during the interpreter's shutdown (SIGABRT, a
+    failed launch after a good run): the ranks skip it."""
+    assert (pair / "two" / "last.pt").is_file()
+    assert list((pair / "shutdown").iterdir()) == []
 
 
 @pytest.mark.timeout(180)
@@ -259,8 +271,10 @@ def test_a_signal_to_one_rank_stops_both_and_resume_on_two_ranks_is_exact(cli_ru
     assert done.returncode == 0
     out = tmp_path / "cut"
     args = settings(out, dropout=0.2, **{"max-steps": 20})
-    cut = torchrun(args, hooks={"signal": [1, 13]})
+    (tmp_path / "shutdown").mkdir()
+    cut = torchrun(args, hooks={"signal": [1, 13]}, shutdown=tmp_path / "shutdown")
     assert cut.returncode != 0
+    assert list((tmp_path / "shutdown").iterdir()) == []
     stops = [line for line in error_lines(cut.stderr) if "stopped by" in line]
     assert len(stops) == 1, cut.stderr[-3000:]  # rank 0 speaks for both
     assert "stopped by a signal to another process at step 13" in stops[0]
@@ -394,6 +408,8 @@ def worker(spec: dict) -> int:
         return rates
 
     loop.Trainer._one_step = step_with_hooks
+    if spec["shutdown"]:
+        atexit.register(lambda: (Path(spec["shutdown"]) / f"rank{rank}").write_text(""))
     if spec["dump"]:
         dump_weights_after_fit(loop, Path(spec["dump"]), rank)
     return main(["train", *spec["args"]])

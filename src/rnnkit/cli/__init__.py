@@ -12,6 +12,7 @@ import os
 import sys
 
 from ..errors import RnnkitError
+from ..training.distributed import end_process, launched_world_size
 from ..version import __version__
 from . import (
     completion,
@@ -64,6 +65,20 @@ def summary(doc: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code. A process torchrun started (``rnnkit train``
+    on several processes) ends here instead: see ``end_process``."""
+    if launched_world_size() <= 1:
+        return dispatch(argv)
+    try:
+        code = dispatch(argv)
+    except SystemExit as e:  # argparse, and the ranks that leave the reporting to rank 0
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    end_process(code)
+
+
+def dispatch(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -118,6 +120,17 @@ def session(device_type: str, backend: str, timeout: float):
     # connection threads end the slower process with "terminate called" (SIGABRT)
     dist.barrier()
     dist.destroy_process_group()
+
+
+def end_process(code: int) -> NoReturn:
+    """End a process that trained among several (torchrun), skipping the interpreter's
+    shutdown. gloo's worker threads let go of a finished collective's tensors in their own
+    time; one that does so while the interpreter shuts down must take the GIL, cannot, and
+    aborts the process (SIGABRT, "terminate called without an active exception"), so torchrun
+    would report a failure for a run that succeeded. The run's files are closed by now."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def init(device_type: str, backend: str, timeout: float) -> None:
