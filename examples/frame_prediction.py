@@ -1,10 +1,14 @@
-"""ConvLSTM vs FC-LSTM on moving digits (Shi et al. 2015): 10 frames in, 10 frames out.
+"""ConvLSTM vs FC-LSTM on moving digits (Shi et al. 2015): frames in, frames forecast.
 
-    python examples/frame_prediction.py --out runs/frame_prediction          # ~25 min, 1 thread
+    python examples/frame_prediction.py --out runs/frame_prediction          # ~7 min, 1 thread
     python examples/frame_prediction.py --out runs/frame_prediction --save   # keep the results
-    # Moving MNIST's scale, for a GPU: two digits in 64 x 64 frames, 4x the pixels of 32 x 32
-    # and so about 4x the cost of a step, and many more steps than a CPU gives in minutes
-    python examples/frame_prediction.py --frame-size 64 --digits 2 --steps 20000 --threads 0
+    # ten frames in and ten forecast, as in the paper (about twice the time a step)
+    python examples/frame_prediction.py --frames 10
+    # Moving MNIST's scale, for a GPU: two digits in 64 x 64 frames, 10 in -> 10 out. On the
+    # 2-core CPU a ConvLSTM of this size trains about 5.5 frames/s (benchmarks/results/
+    # convlstm_64x64.json), so one step of 16 sequences of 20 frames takes about a minute
+    python examples/frame_prediction.py --frame-size 64 --digits 2 --frames 10 --steps 20000 \
+        --threads 0
 
 The data is generated (never downloaded): sklearn digits bouncing in a square frame, as in
 Moving MNIST, a fresh batch every step; the test sequences use digit images training never
@@ -16,13 +20,12 @@ same number of parameters. Both then forecast the held-out test set free-running
 scored by per-pixel MSE and SSIM at each forecast step, beside three forecasts that need no
 recurrent model: the last input frame, an empty frame and the mean training frame.
 
-Defaults: one digit in 32 x 32 frames, 1200 steps (the saved run: 1,437 s of ConvLSTM training
-on one core of a 2-core machine that another run shared, 92 s for the FC-LSTM). The ConvLSTM
-writes its frames with the warp head (--head warp: each pixel a softmax-weighted mean of the
-previous frame's 7 x 7 neighbourhood, dynamic neural advection, Finn et al. 2016), which moves
-a sharp digit rather than drawing a blur; --head pixels is the paper's 1 x 1 convolution to
-pixel logits. One thread: these small convolutions gain little
-from a second core that other jobs share.
+Defaults: the scale a CPU trains in minutes: one digit in 16 x 16 frames, 5 frames in and 5
+forecast, 3000 steps. The ConvLSTM writes its frames with the warp head (--head warp: each
+pixel a softmax-weighted mean of the previous frame's 7 x 7 neighbourhood, dynamic neural
+advection, Finn et al. 2016), which moves a sharp digit rather than drawing a blur; --head
+pixels is the paper's 1 x 1 convolution to pixel logits. One thread: these small convolutions
+gain little from a second core that other jobs share.
 
 Writes results.json, frame_prediction.png (input | truth | ConvLSTM | FC-LSTM for one test
 sequence), frame_prediction.gif (the input frames, then the truth and each model's forecast
@@ -63,8 +66,9 @@ MEAN_FRAME_SEQUENCES = 500
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/frame_prediction")
-    p.add_argument("--frame-size", type=int, default=32, help="pixels; the paper uses 64")
-    p.add_argument("--frames", type=int, default=10, help="frames in, and frames forecast")
+    p.add_argument("--frame-size", type=int, default=16, help="pixels; the paper uses 64")
+    p.add_argument("--frames", type=int, default=5,
+                   help="frames in, and frames forecast (the paper: 10)")
     p.add_argument("--digits", type=int, default=1,
                    help="digits moving in each sequence (Moving MNIST has 2)")
     p.add_argument("--head", choices=("pixels", "warp"), default="warp",
@@ -73,7 +77,7 @@ def parse_args(argv=None):
                    help="ConvLSTM channels per layer (the FC-LSTM's units are matched to it)")
     p.add_argument("--fc-hidden", type=int, default=0,
                    help="FC-LSTM units per layer; 0 = the size closest in parameters")
-    p.add_argument("--steps", type=int, default=1200, help="optimizer steps, for each model")
+    p.add_argument("--steps", type=int, default=3000, help="optimizer steps, for each model")
     p.add_argument("--fc-steps", type=int, default=0,
                    help="FC-LSTM steps when not --steps (e.g. to match the ConvLSTM's wall time)")
     p.add_argument("--batch", type=int, default=16)
