@@ -1,6 +1,6 @@
 """ConvLSTM vs FC-LSTM on moving digits (Shi et al. 2015): frames in, frames forecast.
 
-    python examples/frame_prediction.py --out runs/frame_prediction          # ~7 min, 1 thread
+    python examples/frame_prediction.py --out runs/frame_prediction          # ~11 min, 1 thread
     python examples/frame_prediction.py --out runs/frame_prediction --save   # keep the results
     # ten frames in and ten forecast, as in the paper (about twice the time a step)
     python examples/frame_prediction.py --frames 10
@@ -21,7 +21,7 @@ scored by per-pixel MSE and SSIM at each forecast step, beside three forecasts t
 recurrent model: the last input frame, an empty frame and the mean training frame.
 
 Defaults: the scale a CPU trains in minutes: one digit in 16 x 16 frames, 5 frames in and 5
-forecast, 3000 steps. The ConvLSTM writes its frames with the warp head (--head warp: each
+forecast, 5000 steps. The ConvLSTM writes its frames with the warp head (--head warp: each
 pixel a softmax-weighted mean of the previous frame's 7 x 7 neighbourhood, dynamic neural
 advection, Finn et al. 2016), which moves a sharp digit rather than drawing a blur; --head
 pixels is the paper's 1 x 1 convolution to pixel logits. One thread: these small convolutions
@@ -77,7 +77,7 @@ def parse_args(argv=None):
                    help="ConvLSTM channels per layer (the FC-LSTM's units are matched to it)")
     p.add_argument("--fc-hidden", type=int, default=0,
                    help="FC-LSTM units per layer; 0 = the size closest in parameters")
-    p.add_argument("--steps", type=int, default=3000, help="optimizer steps, for each model")
+    p.add_argument("--steps", type=int, default=5000, help="optimizer steps, for each model")
     p.add_argument("--fc-steps", type=int, default=0,
                    help="FC-LSTM steps when not --steps (e.g. to match the ConvLSTM's wall time)")
     p.add_argument("--batch", type=int, default=16)
