@@ -278,12 +278,20 @@ def quality_rows() -> list[str]:
         data = data_name(r["data"])
         tokens = r["config"]["train"].get("tokenizer", "char")
         lines.append(
-            f"| `{r['preset']}`, {tokens} tokens (`{path.name}`) | {data} | {r['budget_s']:.0f} s "
+            f"| `{r['preset']}`, {shape(r['config']['model'])}, {tokens} tokens (`{path.name}`) "
+            f"| {data} | {r['budget_s']:.0f} s "
             f"(ran {r['wall_s']:.0f} s) | **{r['val_loss']:.3f}** | {r['val_bpc']:.3f} "
             f"| {r['steps']} | {r['train_chars_per_sec']:,.0f} | {r['peak_rss_mb']:.0f} MB "
             f"| {r.get('provenance', {}).get('cpu') or r['cpu']}, {r['threads']} threads, "
             f"bf16={r['bf16']}, torch {r['torch']} |")
     return lines
+
+
+def shape(model: dict) -> str:
+    """Layers x width of a saved run's model: a run may override its preset's (--set)."""
+    if model.get("hidden_size"):
+        return f"{model['num_layers']} x {model['hidden_size']}"
+    return f"{model['n_layer']} x {model['n_embd']}"
 
 
 def example(name: str) -> dict:
