@@ -5,8 +5,9 @@
 (the built-in tinyshakespeare, read from rnnkit's package data, unless --data FILE)
 
 The reference point for rnnkit's presets (same data split, same kind of schedule): stateful
-TBPTT over B streams, AdamW, warmup then cosine over the time budget, global-norm clipping,
-optional bf16 autocast. Prints one JSON object with the val loss over the last 10% of the text.
+TBPTT over B streams, AdamW (--weight-decay on every parameter), warmup then cosine over the
+time budget, global-norm clipping, optional bf16 autocast. Prints one JSON object with the
+val loss over the last 10% of the text.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seq-length", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="AdamW's decoupled decay, on every parameter (as rnnkit's trainer)")
     p.add_argument("--budget", type=float, default=270.0, help="training seconds")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     p.add_argument("--seed", type=int, default=0)
@@ -51,7 +54,8 @@ class PlainLM(nn.Module):
 
 
 def train(model, streams, args) -> int:
-    opt = torch.optim.AdamW(model.parameters(), args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), args.lr, betas=(0.9, 0.99),
+                            weight_decay=args.weight_decay)
     B, L = streams.shape
     T, t0, step, pos, state = args.seq_length, time.time(), 0, 0, None
     while (elapsed := time.time() - t0) < args.budget:
@@ -106,7 +110,8 @@ def main(argv=None):
     train_s = time.time() - t0
     loss = val_loss(model, data[n:])
     result = {"benchmark": "plain_lstm_budget", "hidden": args.hidden, "layers": args.layers,
-              "batch_size": B, "seq_length": args.seq_length, "lr": args.lr, "bf16": args.bf16,
+              "batch_size": B, "seq_length": args.seq_length, "lr": args.lr,
+              "weight_decay": args.weight_decay, "bf16": args.bf16,
               "budget_s": args.budget, "steps": steps,
               "params": sum(p.numel() for p in model.parameters()),
               "train_chars_per_sec": round(steps * B * args.seq_length / train_s, 1),
