@@ -3,19 +3,20 @@
     python benchmarks/bench_levers.py --bf16 --lever weight_drop --p 0.2 --save OUT.json
 
 A plain character LSTM (no rnnkit code) with the preset's recipe: embedding 64, B streams of
-T characters with the state carried from window to window, AdamW (0.9, 0.99), warmup 50 steps
+T characters with the state carried from window to window, AdamW (0.9, 0.99) with decoupled
+weight decay on every parameter (--weight-decay, as rnnkit's trainer), warmup 50 steps
 then cosine to 5% over a fixed number of steps, global-norm clip 1.0, optional bf16 autocast.
 Step-limited, so the loss does not depend on how busy the machine is (two trials may share
 it); the built-in tinyshakespeare, first 90% train, last 10% val, val loss over every val
-character. One training gives three val losses: of the final weights, of an exponential
-moving average of the weights (``--ema``, updated every step), and of the plain average of
-the weights over the last ``--swa-from`` fraction of the steps (SWA without the cyclic rate).
+character. One training gives several val losses: of the final weights, of exponential
+moving averages of the weights (one per ``--ema`` decay, updated every step), and of the
+plain average of the weights over the last ``--swa-from`` fraction of the steps (SWA without
+the cyclic rate).
 
 ``--lever``: none; ``weight_drop``: DropConnect on each layer's recurrent matrix W_hh, a new
 mask each step (AWD-LSTM); ``locked_dropout``: one dropout mask per sequence window, the same
 at every time step, on the embedding, between the layers and before the head (variational
-dropout, Gal and Ghahramani); ``weight_decay``: AdamW's decoupled decay on the matrices. Each
-with strength ``--p``. Prints one JSON object.
+dropout, Gal and Ghahramani). Each with strength ``--p``. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from rnnkit.data.shakespeare import tinyshakespeare_bytes
 
-LEVERS = ("none", "weight_drop", "locked_dropout", "weight_decay")
+LEVERS = ("none", "weight_drop", "locked_dropout")
 
 
 def parse_args(argv=None):
@@ -45,9 +46,11 @@ def parse_args(argv=None):
     p.add_argument("--seq-length", type=int, default=64)
     p.add_argument("--lr", type=float, default=7e-3)
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--weight-decay", type=float, default=0.3)
     p.add_argument("--lever", choices=LEVERS, default="none")
     p.add_argument("--p", type=float, default=0.0, help="the lever's strength")
-    p.add_argument("--ema", type=float, default=0.999, help="decay of the weight average")
+    p.add_argument("--ema", default="0.99,0.995,0.999",
+                   help="decays of the exponential weight averages, comma-separated")
     p.add_argument("--swa-from", type=float, default=0.75,
                    help="average the weights from this fraction of the steps on")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
@@ -93,13 +96,9 @@ class LeverLM(nn.Module):
 
 
 def train(model, streams, args, averages) -> float:
-    decay = args.p if args.lever == "weight_decay" else 0.0
-    matrices = [p for p in model.parameters() if p.dim() > 1]
-    others = [p for p in model.parameters() if p.dim() <= 1]
-    opt = torch.optim.AdamW([{"params": matrices, "weight_decay": decay},
-                             {"params": others, "weight_decay": 0.0}], args.lr,
-                            betas=(0.9, 0.99))
-    ema, swa = averages
+    opt = torch.optim.AdamW(model.parameters(), args.lr, betas=(0.9, 0.99),
+                            weight_decay=args.weight_decay)
+    emas, swa = averages
     B, L = streams.shape
     T, pos, state, t0 = args.seq_length, 0, None, time.time()
     for step in range(args.steps):
@@ -118,7 +117,8 @@ def train(model, streams, args, averages) -> float:
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         state = [tuple(t.detach() for t in s) for s in state]
-        ema.update_parameters(model)
+        for ema in emas:
+            ema.update_parameters(model)
         if step >= args.swa_from * args.steps:
             swa.update_parameters(model)
     return time.time() - t0
@@ -137,16 +137,19 @@ def main(argv=None) -> dict:
     B = args.batch_size
     streams = data[:n][: n // B * B].view(B, -1)
     model = LeverLM(len(chars), args)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
+    decays = [float(d) for d in args.ema.split(",")]
+    emas = [AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(d)) for d in decays]
     swa = AveragedModel(model)
-    train_s = train(model, streams, args, (ema, swa))
+    train_s = train(model, streams, args, (emas, swa))
     val = data[n:]
-    losses = {name: round(val_loss(m, val), 4)
-              for name, m in (("final", model), ("ema", ema.module), ("swa", swa.module))}
+    kept = [("final", model), ("swa", swa.module),
+            *((f"ema_{d:g}", e.module) for d, e in zip(decays, emas))]
+    losses = {name: round(val_loss(m, val), 4) for name, m in kept}
     return emit({"benchmark": "levers", "lever": args.lever, "p": args.p,
+                 "weight_decay": args.weight_decay,
                  "hidden": args.hidden, "layers": args.layers, "batch_size": B,
                  "seq_length": args.seq_length, "lr": args.lr, "steps": args.steps,
-                 "bf16": args.bf16, "ema_decay": args.ema, "swa_from": args.swa_from,
+                 "bf16": args.bf16, "swa_from": args.swa_from,
                  "params": sum(p.numel() for p in model.parameters()),
                  "train_s": round(train_s, 1), "threads": torch.get_num_threads(),
                  "val_loss": losses}, args.save)

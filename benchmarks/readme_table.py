@@ -20,7 +20,7 @@ def rows(tables=None) -> list[str]:
     if tables is None:
         tables = [quality_rows, lstm_vs_gpt_rows, throughput_rows, cells_rows,
                   sampling_rows, contention_rows, allocator_rows, prefill_rows, serve_rows,
-                  ddp_rows, scheduled_sampling_rows,
+                  ddp_rows, scheduled_sampling_rows, levers_rows,
                   large_corpus_rows, beam_rows, convlstm_rows, speech_rows, segment_rows,
                   long_range_rows, frame_rows]
     out: list[str] = []
@@ -278,7 +278,8 @@ def quality_rows() -> list[str]:
         data = data_name(r["data"])
         tokens = r["config"]["train"].get("tokenizer", "char")
         lines.append(
-            f"| `{r['preset']}`, {shape(r['config']['model'])}, {tokens} tokens (`{path.name}`) "
+            f"| `{r['preset']}`, {shape(r['config']['model'])}{decay(r['config']['train'])}, "
+            f"{tokens} tokens (`{path.name}`) "
             f"| {data} | {r['budget_s']:.0f} s "
             f"(ran {r['wall_s']:.0f} s) | **{r['val_loss']:.3f}** | {r['val_bpc']:.3f} "
             f"| {r['steps']} | {r['train_chars_per_sec']:,.0f} | {r['peak_rss_mb']:.0f} MB "
@@ -287,11 +288,33 @@ def quality_rows() -> list[str]:
     return lines
 
 
+def levers_rows() -> list[str]:
+    """bench_levers.py: one row per saved trial, its val loss by weights used."""
+    lines = ["| levers (`bench_levers.py`, step-limited) | lever | weight decay | steps "
+             "| final weights | SWA | EMA (decay: val loss) | machine |",
+             "|---|---|---|---|---|---|---|---|"]
+    for path, r in results("levers_*.json"):
+        v = r["val_loss"]
+        emas = ", ".join(f"{k[4:]}: {x}" for k, x in v.items() if k.startswith("ema_"))
+        lever = r["lever"] if r["lever"] == "none" else f"{r['lever']} {r['p']:g}"
+        lines.append(
+            f"| `{path.name}`: {r['layers']} x {r['hidden']} LSTM, {r['batch_size']} x "
+            f"{r['seq_length']}, peak LR {r['lr']:g}, {'bf16' if r['bf16'] else 'fp32'} "
+            f"| {lever} | {r['weight_decay']:g} | {r['steps']:,} | **{v['final']}** "
+            f"| {v['swa']} (last {1 - r['swa_from']:.0%}) | {emas} | {machine(r)} |")
+    return lines
+
+
 def shape(model: dict) -> str:
     """Layers x width of a saved run's model: a run may override its preset's (--set)."""
     if model.get("hidden_size"):
         return f"{model['num_layers']} x {model['hidden_size']}"
     return f"{model['n_layer']} x {model['n_embd']}"
+
+
+def decay(train: dict) -> str:
+    """A saved run's weight decay, where it has one (the presets differ in it)."""
+    return f", weight decay {train['weight_decay']:g}" if train.get("weight_decay") else ""
 
 
 def example(name: str) -> dict:
