@@ -55,7 +55,9 @@ def parse_args(argv=None):
                    help="average the weights from this fraction of the steps on")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--seed", type=int, default=0)
+    # at the preset's peak rate this loop's seed 0 sat on the unigram plateau (loss near 3.3)
+    # for its first hundreds of steps, whatever the lever: seed 1 learns from the start
+    p.add_argument("--seed", type=int, default=1)
     p.add_argument("--save", default=None)
     return p.parse_args(argv)
 

@@ -87,7 +87,7 @@ def plain_lstm(lstm: dict, budget: float, data: str | None) -> dict:
         r = plain_lstm_budget.main(flags + (["--bf16"] if lstm["bf16"] else []))
     return {"preset": f"plain nn.LSTM {model.num_layers}x{model.hidden_size} "
                       f"(plain_lstm_budget.py, {train.batch_size} x {train.seq_length})",
-            **{k: r[k] for k in ("val_loss", "val_bpc", "steps", "params",
+            **{k: r[k] for k in ("val_loss", "val_bpc", "steps", "params", "weight_decay",
                                  "train_chars_per_sec", "wall_s", "bf16", "threads")}}
 
 

@@ -107,7 +107,59 @@ def test_lstm_vs_gpt_adds_the_mingru_preset_and_a_plain_lstm_of_the_presets_shap
     assert f"{L}x{H}" in plain["preset"] and f"{train.batch_size} x {train.seq_length}" \
         in plain["preset"]
     assert plain["steps"] >= 1 and 0 < plain["val_bpc"] < 8
+    assert plain["weight_decay"] == train.weight_decay
     capsys.readouterr()
+
+
+def test_the_plain_lstm_decays_its_weights_when_asked():
+    import plain_lstm_budget
+    norms = {}
+    for decay in (0.0, 0.5):
+        args = plain_lstm_budget.parse_args(["--hidden", "8", "--layers", "1", "--embed", "4",
+                                             "--batch-size", "2", "--seq-length", "4",
+                                             "--weight-decay", str(decay), "--lr", "0.01"])
+        torch.manual_seed(0)
+        model = plain_lstm_budget.PlainLM(5, args)
+        args.budget = 0.5
+        plain_lstm_budget.train(model, torch.randint(0, 5, (2, 64)), args)
+        norms[decay] = torch.cat([p.detach().flatten() for p in model.parameters()]).norm()
+    assert norms[0.5] < 0.99 * norms[0.0]
+
+
+def test_levers_benchmark_reports_every_average(capsys):
+    import bench_levers
+    result = bench_levers.main(["--hidden", "16", "--steps", "6", "--lever", "weight_drop",
+                                "--p", "0.3", "--ema", "0.5,0.9", "--swa-from", "0.5",
+                                "--threads", "1"])
+    assert set(result["val_loss"]) == {"final", "swa", "ema_0.5", "ema_0.9"}
+    assert all(0 < v < 8 for v in result["val_loss"].values())
+    assert len(set(result["val_loss"].values())) > 1  # the averages are other weights
+    assert json.loads(capsys.readouterr().out) == result
+
+
+def test_the_levers_mask_as_their_papers_say():
+    import argparse
+
+    import bench_levers
+    torch.manual_seed(0)
+    args = argparse.Namespace(lever="locked_dropout", p=0.5, embed=8, hidden=16, layers=2)
+    model = bench_levers.LeverLM(10, args)
+    x = torch.randint(0, 10, (3, 7))
+    embedded = model.embed(x)
+    masked = model.locked(embedded)
+    dropped = masked == 0
+    assert dropped.any() and (dropped == dropped[:, :1]).all()  # one mask for every step
+    model.eval()
+    assert torch.equal(model.locked(embedded), embedded)
+    # DropConnect: a fresh mask on W_hh each call in training, gradients reach W_hh, none in eval
+    model.train()
+    model.lever = "weight_drop"
+    first, second = model(x)[0], model(x)[0]
+    assert not torch.allclose(first, second)
+    first.sum().backward()
+    assert model.layers[0].weight_hh_l0.grad.abs().sum() > 0
+    model.eval()
+    assert torch.equal(model(x)[0], model(x)[0])
 
 
 def test_readme_table_renders_every_saved_result():
