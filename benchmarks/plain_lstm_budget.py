@@ -13,12 +13,12 @@ val loss over the last 10% of the text.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 
 import numpy as np
 import torch
+from report import emit
 from torch import nn
 
 from rnnkit.data.shakespeare import tinyshakespeare_bytes
@@ -38,6 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=float, default=270.0, help="training seconds")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", default=None, help="also write the JSON here")
     return p.parse_args(argv)
 
 
@@ -117,9 +118,8 @@ def main(argv=None):
               "train_chars_per_sec": round(steps * B * args.seq_length / train_s, 1),
               "val_loss": round(loss, 4), "val_bpc": round(loss / math.log(2), 4),
               "wall_s": round(time.time() - t0, 1),
-              "threads": torch.get_num_threads(), "torch": torch.__version__}
-    print(json.dumps(result))
-    return result
+              "seed": args.seed, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    return emit(result, args.save)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,13 @@ def lstm_vs_gpt_rows() -> list[str]:
                 f"{run['threads']} threads | {name} (`{run['preset']}`), "
                 f"{'bf16' if run['bf16'] else 'fp32'} | {run['params']:,} | {run['steps']:,} "
                 f"| {run['wall_s']} s | {run['val_loss']} | **{run['val_bpc']}** |")
+    for path, r in results("plain_lstm_*.json"):  # the plain script alone, another seed
+        lines.append(
+            f"| `{path.name}`: tinyshakespeare (built in), {r['budget_s']:.0f} s, "
+            f"{r['provenance']['cpu']}, {r['threads']} threads | plain_lstm (`plain nn.LSTM "
+            f"{r['layers']}x{r['hidden']}, seed {r['seed']}, weight decay "
+            f"{r['weight_decay']:g}`), {'bf16' if r['bf16'] else 'fp32'} | {r['params']:,} "
+            f"| {r['steps']:,} | {r['wall_s']} s | {r['val_loss']} | **{r['val_bpc']}** |")
     return lines
 
 
