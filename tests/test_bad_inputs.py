@@ -88,6 +88,8 @@ CASES = {
     "absurd thread count": (train("one.txt", "--threads", "100000"), "--threads must be between"),
     "negative weight decay": (train("one.txt", "--weight-decay", "-1"),
                               "weight_decay must be >= 0, got -1.0"),
+    "weights' average that never moves": (train("one.txt", "--ema", "1"),
+                                          "ema must be in [0, 1)"),
     "seed past 64 bits": (train("one.txt", "--seed", str(2**70)), "seed must be between 0 and"),
     "negative sample length": (train("one.txt", "--sample-length", "-1"),
                                "sample_length must be >= 1"),

@@ -48,10 +48,11 @@ def test_a_few_bad_steps_are_skipped_and_counted(tmp_path, hamlet, monkeypatch):
     assert not any("rolled back" in m for m in messages)
 
 
+@pytest.mark.parametrize("extra", [{}, {"ema": 0.9}])
 def test_many_bad_steps_in_a_row_roll_back_with_half_the_learning_rate(tmp_path, hamlet,
-                                                                        monkeypatch):
+                                                                        monkeypatch, extra):
     inject_nans(monkeypatch, {12, 13, 14})
-    final, records, messages = run(tmp_path, hamlet, max_bad_steps=3)
+    final, records, messages = run(tmp_path, hamlet, max_bad_steps=3, **extra)
     assert any("rolled back to step 10" in m for m in messages)
     steps = [r["step"] for r in records]
     assert steps == sorted(set(steps)) and steps[-1] == 30  # no step doubled by the replay
@@ -60,6 +61,8 @@ def test_many_bad_steps_in_a_row_roll_back_with_half_the_learning_rate(tmp_path,
     assert after[0]["lr"] < before[0]["lr"] / 1.9  # half the learning rate after the rollback
     payload = load_checkpoint(tmp_path / "run" / "last.pt")
     assert payload["trainer"]["rollbacks"] == 1 and payload["trainer"]["lr_scale"] == 0.5
+    if extra:  # the average went back to step 10's too: 30 updates, none from the lost steps
+        assert payload["trainer"]["average_updates"] == 30
 
 
 def test_a_run_that_never_recovers_stops_with_a_clear_error(tmp_path, hamlet, monkeypatch):

@@ -81,7 +81,8 @@ SCHEDULED = {"scheduled_sampling": "linear", "ss_c": 0.03}
 
 @pytest.mark.parametrize("mode, extra", [
     ("stream", {}), ("lines", {}), ("stream", {**SCHEDULED, "ss_impl": "parallel"}),
-    ("lines", {**SCHEDULED, "ss_impl": "sequential"}), ("stream", {"precision": "bf16"})])
+    ("lines", {**SCHEDULED, "ss_impl": "sequential"}), ("stream", {"precision": "bf16"}),
+    ("stream", {"ema": 0.9})])
 def test_interrupted_run_resumes_exactly(tmp_path, hamlet, monkeypatch, mode, extra):
     model_cfg, cfg = small(hamlet, mode=mode, **extra)
     rnnkit.train(model_cfg, cfg, out=tmp_path / "whole")

@@ -75,6 +75,11 @@ class TrainConfig:
     """Step schedule: the factor."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
+    ema: float = 0.0
+    """Evaluate, sample and save an exponential moving average of the weights, updated after
+    every step with this decay (0.995 averages over about the last 200 steps; bias-corrected,
+    so a short run averages its own steps); 0 = off. Checkpoints hold the average; last.pt
+    also keeps the weights being trained, so --resume is exact."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value; 0 disables."""
     max_steps: int = 3000
@@ -191,6 +196,9 @@ class TrainConfig:
             raise ValueError(f"min_lr_frac must be in [0, 1] and lr_decay_factor in (0, 1] "
                              f"(fractions of the peak learning rate), got {self.min_lr_frac} "
                              f"and {self.lr_decay_factor}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1) (the decay of the weights' moving "
+                             f"average; 0 = off), got {self.ema}")
         if self.keep_checkpoints < 0:
             raise ValueError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
         check_encoding(self.encoding)

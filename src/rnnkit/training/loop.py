@@ -35,6 +35,7 @@ from ..fair_share import keep_fair_share
 from ..fileio import atomic_write_json
 from ..limits import set_threads
 from ..tasks import Task, data_parallel_tasks, get_task
+from .averaging import WeightAverage
 from .budget import BudgetFit, how_to_extend, resumed_max_steps
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, data_path, to_dict
@@ -43,7 +44,7 @@ from .init_from import init_data_errors, load_weights, start_from
 from .precision import (
     Update,
     check_precision,
-    compile_failure,
+    compile_errors,
     compile_model,
     make_scaler,
     resolve_device,
@@ -110,11 +111,12 @@ class Trainer:
         self.train_model = compile_model(self.model) if self.cfg.compile else self.model
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.learning_rate,
                                            betas=(0.9, 0.99), weight_decay=self.cfg.weight_decay)
+        self.average = WeightAverage(self.model, self.cfg.ema)
         self.run = RunState()
         if payload:
             self.run = restore_training(payload, self.model, self.optimizer, self.scaler,
                                         self.dist, self.cfg.seed, self.device,
-                                        self.out / "last.pt")
+                                        self.out / "last.pt", self.average)
             self.cfg = dataclasses.replace(self.cfg, max_steps=resumed_max_steps(
                 self.cfg.time_budget, self.cfg.max_steps, self.run.budget_fit))
             change = world_change(payload, self.dist.world_size)
@@ -217,7 +219,8 @@ class Trainer:
         eps = teacher_forcing_prob(run.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        run.count_step(*self._train_guarded(eps))
+        with compile_errors(self.cfg.compile):  # a failure shows at the first call
+            run.count_step(*self._train_on_batch(eps))
         if run.bad_streak >= cfg.max_bad_steps:
             self._rollback()
             return None
@@ -239,18 +242,9 @@ class Trainer:
         # overflow's forward was sound: only its gradients overflowed)
         carry = outcome is not Update.BAD and self.data.carries_state
         run.carried = state if carry else None
+        if outcome is Update.APPLIED:  # the weights moved
+            self.average.update()
         return loss, outcome
-
-    def _train_guarded(self, eps: float) -> tuple[float, Update]:
-        """``_train_on_batch``, with a torch.compile failure (it happens at the first call)
-        turned into one error line."""
-        try:
-            return self._train_on_batch(eps)
-        except RuntimeError as e:
-            message = compile_failure(e) if self.cfg.compile else None
-            if message is None:
-                raise
-            raise RnnkitError(message) from None
 
     def _rollback(self) -> None:
         """Back to the last checkpoint with half the learning rate, after too many bad steps."""
@@ -262,7 +256,7 @@ class Trainer:
         restored = restore_training(
             self.dist.run_on_main(lambda: load_checkpoint(self.out / "last.pt", "cpu")),
             self.model, self.optimizer, self.scaler, self.dist, self.cfg.seed, self.device,
-            self.out / "last.pt")
+            self.out / "last.pt", self.average)
         old.roll_back_to(restored)  # in place: fit() holds this object
         run = self.run
         self.metrics.close()
@@ -287,9 +281,10 @@ class Trainer:
         run.loss_sum, run.loss_count = 0.0, 0
         if evaluate_now:
             t_eval = time.perf_counter()
-            record.update(self.data.evaluate(self.model, self.dist))
-            if self.dist.is_main:
-                self.data.write_sample(self.model, self.out / "samples", run.step)
+            with self.average.applied():  # --ema: the averaged weights are measured
+                record.update(self.data.evaluate(self.model, self.dist))
+                if self.dist.is_main:
+                    self.data.write_sample(self.model, self.out / "samples", run.step)
             if fit:  # fixes --max-steps before this evaluation's checkpoints are written
                 _, seconds = self.dist.agree(False, time.perf_counter() - t_eval
                                              + 2 * self.budget.save_seconds)
@@ -322,20 +317,25 @@ class Trainer:
         return round(chars / seconds, 1) if seconds > 0 else 0.0
 
     def _save(self, name: str, with_trainer: bool) -> bool:
-        """Write NAME.pt/.json; False (nothing written) when the weights are not finite."""
-        run = self.run
-        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            # the previous checkpoint stays; the bad steps that follow trigger a rollback to it
-            self.log(f"warning: non-finite weights at step {run.step}; {name}.pt not written")
-            return False
-        meta = {"kind": self.task.kind, "config": to_dict(self.model_cfg, self.cfg),
-                **self.data.meta(), "step": run.step, "metrics": run.last_metrics,
-                "world_size": self.dist.world_size}
-        trainer = (trainer_state(run, self.optimizer, self.scaler, self.dist, self.device)
-                   if with_trainer else None)  # collectives: every rank
-        t_save = time.perf_counter()
-        if self.dist.is_main:
-            save_checkpoint(self.out / f"{name}.pt", self.model.state_dict(), meta, trainer)
+        """Write NAME.pt/.json; False when the weights are not finite (the previous checkpoint
+        stays: the bad steps that follow roll back to it). With --ema the checkpoint's weights
+        are the average, and last.pt keeps the optimizer's weights in its training state."""
+        with self.average.applied() as live:
+            if not all(bool(torch.isfinite(p).all())
+                       for p in [*self.model.parameters(), *(live or ())]):
+                self.log(f"warning: non-finite weights at step {self.run.step}; "
+                         f"{name}.pt not written")
+                return False
+            meta = {"kind": self.task.kind, "config": to_dict(self.model_cfg, self.cfg),
+                    **self.data.meta(), "step": self.run.step, "metrics": self.run.last_metrics,
+                    "world_size": self.dist.world_size}
+            trainer = None
+            if with_trainer:  # collectives: every rank
+                trainer = {**trainer_state(self.run, self.optimizer, self.scaler, self.dist,
+                                           self.device), **self.average.state(live)}
+            t_save = time.perf_counter()
+            if self.dist.is_main:
+                save_checkpoint(self.out / f"{name}.pt", self.model.state_dict(), meta, trainer)
         if with_trainer:  # the cost of an evaluation's checkpoints, for --time-budget
             self.budget.save_seconds = time.perf_counter() - t_save
         return True

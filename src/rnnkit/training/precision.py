@@ -11,6 +11,7 @@ state is saved in last.pt, so resume stays exact.
 from __future__ import annotations
 
 import enum
+from contextlib import contextmanager
 
 import torch
 
@@ -64,6 +65,18 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     """The model's compiled forward, for training only. dynamic=True: the kernels do not
     depend on which batch shapes came first, so a resumed run compiles the same ones."""
     return torch.compile(model, dynamic=True)
+
+
+@contextmanager
+def compile_errors(compiled: bool):
+    """A torch.compile failure inside turned into one error line (when ``compiled``)."""
+    try:
+        yield
+    except RuntimeError as e:
+        message = compile_failure(e) if compiled else None
+        if message is None:
+            raise
+        raise RnnkitError(message) from None
 
 
 def compile_failure(e: BaseException) -> str | None:

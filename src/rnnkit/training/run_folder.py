@@ -27,7 +27,7 @@ from .config import TrainConfig, data_sized_fields, to_dict
 
 # Settings that decide which batch each step reads: a resumed run must keep them.
 SAME_RUN_KEYS = ("task", "data", "corpus", "mode", "tag_format", "batch_size", "seq_length",
-                 "val_frac", "test_frac", "seed")
+                 "val_frac", "test_frac", "seed", "ema")
 
 
 def check_run_folder(out: Path, resume: bool) -> None:

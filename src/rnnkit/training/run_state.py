@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import RnnkitError
+from .averaging import WeightAverage
 from .precision import Update
 
 # a train loss this many times the first step's (an untrained model's: about chance), or
@@ -61,14 +62,15 @@ class RunState:
 
 
 def restore_training(payload: dict, model, optimizer, scaler, dist, seed: int,
-                     device: torch.device, path: Path) -> RunState:
-    """Load the weights, optimizer, scaler and RNG states of a checkpoint (``path``, for the
-    message) into a run; returns its RunState."""
+                     device: torch.device, path: Path, average: WeightAverage) -> RunState:
+    """Load the weights, their ``average`` (--ema), the optimizer, scaler and RNG states of a
+    checkpoint (``path``, for the message) into a run; returns its RunState."""
     model.load_state_dict(payload["model"])
     if "trainer" not in payload:
         raise RnnkitError(f"{path} has no training state (a best.pt copied over it?); resume "
                           "needs the run's own last.pt")
     t = payload["trainer"]
+    average.restore(t)
     optimizer.load_state_dict(t["optimizer"])
     if scaler.is_enabled() and t.get("scaler"):  # absent: saved by an fp32/bf16 run
         scaler.load_state_dict(t["scaler"])
