@@ -27,6 +27,7 @@ import torch
 from report import emit
 
 import rnnkit
+from rnnkit.training.checkpoint import load_checkpoint, save_checkpoint
 from rnnkit.training.loop import Trainer
 
 
@@ -85,7 +86,22 @@ def main(argv=None) -> dict:
         "cpu": platform.processor() or platform.machine(),
         "config": {"model": vars(model_cfg), "train": vars(cfg)},
     }
+    if cfg.ema:  # the checkpoint holds the average: the weights it averaged, scored beside
+        result["val_loss_trained_weights"] = trained_weights_loss(out, args.data)
     return emit(result, args.save)
+
+
+def trained_weights_loss(run: Path, data: str | None) -> float:
+    """Val loss of the weights the optimizer left in ``run`` (last.pt keeps them beside their
+    --ema average, which is what the checkpoint's model holds)."""
+    payload = load_checkpoint(run / "last.pt")
+    model, _, _ = rnnkit.load(run / "last.pt")
+    state = dict(payload["model"])
+    state.update(zip([name for name, _ in model.named_parameters()],
+                     payload["trainer"]["train_weights"]))
+    save_checkpoint(run / "trained_weights.pt", state, payload["meta"], None)
+    report = rnnkit.evaluate(run / "trained_weights.pt", data=data, split="val")
+    return round(report["loss"], 4)
 
 
 if __name__ == "__main__":

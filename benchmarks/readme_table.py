@@ -288,7 +288,7 @@ def quality_rows() -> list[str]:
             f"| `{r['preset']}`, {shape(r['config']['model'])}{decay(r['config']['train'])}, "
             f"{tokens} tokens (`{path.name}`) "
             f"| {data} | {r['budget_s']:.0f} s "
-            f"(ran {r['wall_s']:.0f} s) | **{r['val_loss']:.3f}** | {r['val_bpc']:.3f} "
+            f"(ran {r['wall_s']:.0f} s) | **{r['val_loss']:.3f}**{trained(r)} | {r['val_bpc']:.3f} "
             f"| {r['steps']} | {r['train_chars_per_sec']:,.0f} | {r['peak_rss_mb']:.0f} MB "
             f"| {r.get('provenance', {}).get('cpu') or r['cpu']}, {r['threads']} threads, "
             f"bf16={r['bf16']}, torch {r['torch']} |")
@@ -319,9 +319,17 @@ def shape(model: dict) -> str:
     return f"{model['n_layer']} x {model['n_embd']}"
 
 
+def trained(r: dict) -> str:
+    """Beside an --ema run's val loss (its average's), that of the weights it averaged."""
+    loss = r.get("val_loss_trained_weights")
+    return f" (trained weights: {loss:.3f})" if loss is not None else ""
+
+
 def decay(train: dict) -> str:
-    """A saved run's weight decay, where it has one (the presets differ in it)."""
-    return f", weight decay {train['weight_decay']:g}" if train.get("weight_decay") else ""
+    """A saved run's weight decay and weight average, where it has them (the presets differ
+    in them)."""
+    wd = f", weight decay {train['weight_decay']:g}" if train.get("weight_decay") else ""
+    return wd + (f", EMA {train['ema']:g}" if train.get("ema") else "")
 
 
 def example(name: str) -> dict:

@@ -73,7 +73,9 @@ outer par mode", 29 of the 98), undefined commands (21) and a list with text bef
 \\item (11). Class documentation fails on math and vocabulary ("Missing $ inserted", 37 of
 157; undefined commands, 21) and compiles mostly where it is verbatim text (51 of 53), and its
 seeds disagree (11, 37 and 5 of 70). Neither corpus is about theorems: no compiled whole
-sample holds a theorem, lemma or proof (the lecture's were from an algebraic-geometry book).
+sample holds a theorem, lemma or proof (the lecture's were from an algebraic-geometry book;
+the R vignettes hold not one such environment). For theorems, give a mathematics book's or
+papers' sources with --tex-dir.
 """
 
 from __future__ import annotations

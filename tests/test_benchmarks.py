@@ -223,3 +223,14 @@ def test_allocator_benchmark_runs_both_arms(hamlet, capsys):
         assert run["seconds_per_step"] > 0 and run["peak_rss_mb"] > 0
     assert lstm["speedup"] > 0
     assert json.loads(capsys.readouterr().out) == result
+
+
+def test_quality_benchmark_scores_the_trained_weights_beside_their_average(hamlet, capsys):
+    import bench_quality
+    result = bench_quality.main(["--preset", "tiny", "--data", str(hamlet), "--set",
+                                 "train.max_steps=20", "train.eval_every=20", "train.ema=0.9"])
+    # the checkpoint's model is the average; the trained weights score differently
+    assert result["val_loss"] > 0 and result["val_loss_trained_weights"] > 0
+    assert result["val_loss"] != result["val_loss_trained_weights"]
+    assert "val_loss_trained_weights" not in bench_quality.main(
+        ["--preset", "tiny", "--data", str(hamlet), "--set", "train.max_steps=5"])
