@@ -38,8 +38,9 @@ def parse_args(argv=None):
     p.add_argument("--val-frac", type=float, default=0.1)
     p.add_argument("--test-frac", type=float, default=0.0)
     p.add_argument("--budget", type=float, default=300.0, help="seconds for the whole job")
-    p.add_argument("--reserve", type=float, default=15.0,
-                   help="seconds kept for start-up and the final evaluation")
+    p.add_argument("--reserve", type=float, default=10.0,
+                   help="seconds kept for start-up and the final evaluation: a preset's "
+                   "--time-budget and --max-time are capped at the budget less this")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="extra train/model settings, e.g. train.learning_rate=0.004")
     p.add_argument("--out", default=None, help="run folder (default: a temporary one)")

@@ -361,3 +361,32 @@ def test_config_json_keeps_the_cap_until_last_pt_holds_the_fit(tmp_path, hamlet,
     assert main(["train", "--out", str(out), "--resume"]) == 0  # fits again, from the cap
     steps = json.loads((out / "config.json").read_text())["train"]["max_steps"]
     assert 50 < steps < 10_000 and losses(out)[-1][0] == steps
+
+
+class SlowingClock(SteadyClock):
+    """A SteadyClock whose tick doubles after ``at`` seconds: a machine that gets busier
+    after the final fit (30% of the budget)."""
+
+    def __init__(self, tick: float, at: float):
+        super().__init__(tick)
+        self.at, self.slow = at, 2 * tick
+
+    def perf_counter(self) -> float:
+        if self.now > self.at:
+            self.tick = self.slow
+        return super().perf_counter()
+
+
+@pytest.mark.parametrize("max_time", [0.0, 1.55])
+def test_max_time_holds_the_budget_of_a_run_that_slows_after_its_fit(tmp_path, hamlet,
+                                                                     monkeypatch, max_time):
+    """The 5-minute preset's guard: the fit assumes its pace holds, so a run that slows down
+    later ends past the budget; --max-time stops it at the clock instead."""
+    clock = SlowingClock(0.01, at=0.6 * BUDGET["time_budget"])
+    monkeypatch.setattr(loop, "time", clock)
+    final = rnnkit.train(*small(hamlet, **BUDGET, max_time=max_time), out=tmp_path / "r")
+    fitted = json.loads((tmp_path / "r" / "config.json").read_text())["train"]["max_steps"]
+    if max_time:
+        assert final["elapsed"] <= max_time + 0.05 and final["step"] < fitted
+    else:
+        assert final["elapsed"] > 1.2 * BUDGET["time_budget"] and final["step"] == fitted
