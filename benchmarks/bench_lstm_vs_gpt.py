@@ -82,12 +82,14 @@ def plain_lstm(lstm: dict, budget: float, data: str | None) -> dict:
     flags = ["--hidden", str(model.hidden_size), "--layers", str(model.num_layers),
              "--embed", str(model.embed_size), "--batch-size", str(train.batch_size),
              "--seq-length", str(train.seq_length), "--lr", f"{train.learning_rate:g}",
-             "--weight-decay", f"{train.weight_decay:g}", "--budget", f"{seconds:.1f}"]
+             "--weight-decay", f"{train.weight_decay:g}", "--warmup", str(train.warmup_steps),
+             "--budget", f"{seconds:.1f}"]
     with contextlib.redirect_stdout(sys.stderr):
         r = plain_lstm_budget.main(flags + (["--bf16"] if lstm["bf16"] else []))
     return {"preset": f"plain nn.LSTM {model.num_layers}x{model.hidden_size} "
-                      f"(plain_lstm_budget.py, {train.batch_size} x {train.seq_length})",
-            **{k: r[k] for k in ("val_loss", "val_bpc", "steps", "params", "weight_decay",
+                      f"(plain_lstm_budget.py, {train.batch_size} x {train.seq_length}, "
+                      f"warmup {train.warmup_steps})",
+            **{k: r[k] for k in ("val_loss", "val_bpc", "steps", "params", "weight_decay", "warmup",
                                  "train_chars_per_sec", "wall_s", "bf16", "threads")}}
 
 

@@ -37,6 +37,7 @@ def parse_args(argv=None):
                    help="AdamW's decoupled decay, on every parameter (as rnnkit's trainer)")
     p.add_argument("--budget", type=float, default=270.0, help="training seconds")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
+    p.add_argument("--warmup", type=int, default=50, help="linear warmup steps (at least 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", default=None, help="also write the JSON here")
     return p.parse_args(argv)
@@ -62,7 +63,7 @@ def train(model, streams, args) -> int:
     while (elapsed := time.time() - t0) < args.budget:
         frac = elapsed / args.budget
         cosine = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
-        lr = args.lr * min(1, (step + 1) / 50) * cosine
+        lr = args.lr * min(1, (step + 1) / args.warmup) * cosine
         for g in opt.param_groups:
             g["lr"] = lr
         if pos + T + 1 > L:
@@ -112,7 +113,7 @@ def main(argv=None):
     loss = val_loss(model, data[n:])
     result = {"benchmark": "plain_lstm_budget", "hidden": args.hidden, "layers": args.layers,
               "batch_size": B, "seq_length": args.seq_length, "lr": args.lr,
-              "weight_decay": args.weight_decay, "bf16": args.bf16,
+              "weight_decay": args.weight_decay, "warmup": args.warmup, "bf16": args.bf16,
               "budget_s": args.budget, "steps": steps,
               "params": sum(p.numel() for p in model.parameters()),
               "train_chars_per_sec": round(steps * B * args.seq_length / train_s, 1),

@@ -108,6 +108,7 @@ def test_lstm_vs_gpt_adds_the_mingru_preset_and_a_plain_lstm_of_the_presets_shap
         in plain["preset"]
     assert plain["steps"] >= 1 and 0 < plain["val_bpc"] < 8
     assert plain["weight_decay"] == train.weight_decay
+    assert plain["warmup"] == train.warmup_steps == 10  # the preset's, not the script's 50
     capsys.readouterr()
 
 
