@@ -43,7 +43,8 @@ def parse_args(argv=None):
                    "--time-budget and --max-time are capped at the budget less this")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="extra train/model settings, e.g. train.learning_rate=0.004")
-    p.add_argument("--out", default=None, help="run folder (default: a temporary one)")
+    p.add_argument("--out", default=None,
+                   help="run folder to keep (default: a temporary one, removed after)")
     p.add_argument("--save", default=None, help="also write the JSON here")
     return p.parse_args(argv)
 
@@ -60,6 +61,14 @@ def settings(args) -> tuple[dict, dict]:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.out:
+        return measure(args, Path(args.out) / "run")
+    with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
+        return measure(args, Path(tmp) / "run")
+
+
+def measure(args, out: Path) -> dict:
+    """Train into the run folder ``out``, score it, print (and --save) the JSON."""
     t0 = time.perf_counter()
     model, train = settings(args)
     model_cfg, cfg = rnnkit.configs(preset=args.preset, model=model, train=train)
@@ -68,7 +77,6 @@ def main(argv=None) -> dict:
     for name in ("max_time", "time_budget"):
         if getattr(cfg, name) > 0:
             setattr(cfg, name, min(getattr(cfg, name), args.budget - args.reserve))
-    out = Path(args.out or tempfile.mkdtemp(prefix="bench_quality_")) / "run"
     trainer = Trainer(model_cfg, cfg, out)
     final = trainer.fit()
     train_wall = time.perf_counter() - t0

@@ -235,3 +235,12 @@ def test_quality_benchmark_scores_the_trained_weights_beside_their_average(hamle
     assert result["val_loss"] != result["val_loss_trained_weights"]
     assert "val_loss_trained_weights" not in bench_quality.main(
         ["--preset", "tiny", "--data", str(hamlet), "--set", "train.max_steps=5"])
+
+
+def test_quality_benchmark_leaves_no_run_folder_behind(hamlet, tmp_path, monkeypatch):
+    import tempfile
+
+    import bench_quality
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    bench_quality.main(["--preset", "tiny", "--data", str(hamlet), "--set", "train.max_steps=3"])
+    assert list(tmp_path.iterdir()) == []
