@@ -2,10 +2,12 @@
 memory of training on it, each beside the same job on a small text (the baseline: torch,
 numpy and the model itself).
 
-    python benchmarks/bench_large_corpus.py --size-mb 1024 --workdir /tmp/large
+    python benchmarks/bench_large_corpus.py --size-mb 1024 \
+        --save benchmarks/results/large_corpus_1g.json
 
-Prints JSON. The corpus is the Hamlet excerpt from tests/fixtures repeated (each copy numbered)
-to the requested size; its text does not matter here, its size does.
+Prints JSON (with its provenance); the generated files are removed after. The corpus is the
+Hamlet excerpt from tests/fixtures repeated (each copy numbered) to the requested size; its
+text does not matter here, its size does.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from report import emit
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_TEXT = ROOT / "tests" / "fixtures" / "hamlet_excerpt.txt"
@@ -70,26 +75,30 @@ def train_rss(text: Path, out: Path) -> float:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size-mb", type=int, default=1024)
-    p.add_argument("--workdir", default="/tmp/rnnkit_large_corpus")
+    p.add_argument("--workdir", default=None,
+                   help="folder for a temporary folder with the corpus, its caches and the "
+                   "runs, removed after (default: the system's temporary folder)")
+    p.add_argument("--save", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
-    work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.workdir, prefix="rnnkit_large_corpus_") as work:
+        return emit(measure(Path(work), args.size_mb), args.save)
+
+
+def measure(work: Path, size_mb: int) -> dict:
     big, small = work / "big.txt", SEED_TEXT
     t = time.perf_counter()
-    generate(big, args.size_mb)
+    generate(big, size_mb)
     generated_s = time.perf_counter() - t
     prep_big, prep_small = prepare(big, work / "cache_big"), prepare(small, work / "cache_small")
     rss_big, rss_small = train_rss(big, work / "run_big"), train_rss(small, work / "run_small")
-    result = {"benchmark": "large_corpus", "corpus_mb": round(big.stat().st_size / 2**20),
-              "generate_s": round(generated_s, 1), "tokens": prep_big["tokens"],
-              "prepare_s": round(prep_big["seconds"], 1),
-              "prepare_mb_per_s": round(big.stat().st_size / 2**20 / prep_big["seconds"], 1),
-              "prepare_peak_rss_mb": round(prep_big["peak_rss_mb"]),
-              "prepare_peak_rss_small_mb": round(prep_small["peak_rss_mb"]),
-              "train_peak_rss_mb": round(rss_big), "train_peak_rss_small_mb": round(rss_small),
-              "train_rss_above_small_mb": round(rss_big - rss_small)}
-    print(json.dumps(result, indent=2))
-    return result
+    return {"benchmark": "large_corpus", "corpus_mb": round(big.stat().st_size / 2**20),
+            "generate_s": round(generated_s, 1), "tokens": prep_big["tokens"],
+            "prepare_s": round(prep_big["seconds"], 1),
+            "prepare_mb_per_s": round(big.stat().st_size / 2**20 / prep_big["seconds"], 1),
+            "prepare_peak_rss_mb": round(prep_big["peak_rss_mb"]),
+            "prepare_peak_rss_small_mb": round(prep_small["peak_rss_mb"]),
+            "train_peak_rss_mb": round(rss_big), "train_peak_rss_small_mb": round(rss_small),
+            "train_rss_above_small_mb": round(rss_big - rss_small)}
 
 
 if __name__ == "__main__":

@@ -170,6 +170,19 @@ def test_readme_table_renders_every_saved_result():
         assert f"`{path.name}" in text, f"{path.name} has no row in the README's tables"
 
 
+@pytest.mark.parametrize("folder", ["benchmarks/results", "examples/results"])
+def test_every_saved_result_says_where_and_how_it_was_measured(folder):
+    """A number in the docs is traced through its file to the date, commit, CPU, threads,
+    torch and command that gave it (report.provenance)."""
+    need = {"date", "commit", "cpu", "threads", "torch", "command"}
+    paths = sorted((BENCHMARKS.parent / folder).glob("*.json"))
+    assert paths
+    for path in paths:
+        found = json.loads(path.read_text()).get("provenance") or {}
+        assert need <= set(found), f"{path.name} lacks {sorted(need - set(found))}"
+        assert found["command"].startswith(("python benchmarks/", "python examples/")), path.name
+
+
 def test_prefill_benchmark_times_both_ways_of_reading_a_prompt(tmp_path, capsys):
     import bench_prefill
     save = tmp_path / "prefill.json"
