@@ -6,9 +6,10 @@
 
 Prints one JSON object: val loss (nats/token: per character for the char tokenizer) and bits
 per character over every val character, training tokens/s (``train_chars_per_sec``), peak
-RSS, steps, parameters, and the wall time of the whole job (training, its periodic
-evaluations and the final evaluation). A step-limited preset runs as shipped and its wall
-time is reported against the budget; a clock-limited or budgeted one (``max_time``,
+RSS, steps (and, for a --time-budget preset, the count the budget fitted), parameters, and
+the wall time of the whole job (training, its periodic evaluations and the final
+evaluation). A step-limited preset runs as shipped and its wall time is reported against the
+budget; a clock-limited or budgeted one (``max_time``,
 ``time_budget``) is capped at ``budget - reserve`` seconds so that the final evaluation fits.
 """
 
@@ -95,6 +96,8 @@ def measure(args, out: Path) -> dict:
         "cpu": platform.processor() or platform.machine(),
         "config": {"model": vars(model_cfg), "train": vars(cfg)},
     }
+    if trainer.run.budget_fit:  # the steps the budget fitted (the clock may stop it sooner)
+        result["budget_fit"] = trainer.run.budget_fit
     if cfg.ema:  # the checkpoint holds the average: the weights it averaged, scored beside
         result["val_loss_trained_weights"] = trained_weights_loss(out, args.data)
     return emit(result, args.save)

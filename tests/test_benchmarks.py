@@ -250,6 +250,18 @@ def test_quality_benchmark_scores_the_trained_weights_beside_their_average(hamle
         ["--preset", "tiny", "--data", str(hamlet), "--set", "train.max_steps=5"])
 
 
+def test_quality_benchmark_records_the_steps_a_budget_fitted(hamlet):
+    import bench_quality
+    result = bench_quality.main(["--preset", "tiny", "--data", str(hamlet), "--budget", "13",
+                                 "--reserve", "10", "--set", "train.time_budget=30",
+                                 "train.max_steps=100000", "train.eval_every=100000"])
+    fit = result["budget_fit"]  # the preset's budget capped at --budget less --reserve
+    assert fit["seconds"] == 3 and fit["final"] and fit["cap"] == 100000
+    assert 0 < result["steps"] <= fit["steps"] < 100000
+    assert "budget_fit" not in bench_quality.main(
+        ["--preset", "tiny", "--data", str(hamlet), "--set", "train.max_steps=3"])
+
+
 def test_quality_benchmark_leaves_no_run_folder_behind(hamlet, tmp_path, monkeypatch):
     import tempfile
 
