@@ -7,7 +7,7 @@
 (the built-in tinyshakespeare unless --data FILE names another text)
 
 Runs bench_quality.py once per model, one after the other on the same machine: the recurrent
-preset (shakespeare-5min, a 2x384 LSTM) and the transformer preset (gpt-5min), each about five
+preset (shakespeare-5min, a 2x512 LSTM) and the transformer preset (gpt-5min), each about five
 minutes here, evaluation included; --mingru adds the parallel-scan preset (mingru-5min), and
 --plain a plain ``nn.LSTM`` script of the LSTM preset's shape and recipe, no rnnkit code
 (plain_lstm_budget.py, its clock-driven cosine over the same training seconds). Prints one

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The GPU check, in one go: the gpu-marked tests (DDP's included), training throughput, the
-# scan cells against the LSTM, sampling speed and the quality benchmark on CUDA. Each step
-# prints JSON and is bounded by its own timeout (580 s in all at most, so that one call of
-# under ten minutes holds it), so one failure leaves the others' numbers; the steps come in
-# the order of what they decide, so a cut run keeps the most. Runs from a source checkout on
-# a machine with torch (CUDA build), numpy, tqdm, safetensors and pytest:
+# The GPU check, in one go: the gpu-marked tests, training throughput, the scan cells against
+# the LSTM, sampling speed, the gpu-marked DDP tests and the quality benchmark on CUDA, in
+# that order (what they decide first, so a cut run keeps the most). Each step prints JSON and
+# is bounded by its own timeout, so one failure leaves the others' numbers: 580 s for the
+# steps in all, 5 s more each for a step that ignores the stop signal, and 50 s for the two
+# lines that name the card and torch. Runs from a source checkout on a machine with torch
+# (CUDA build), numpy, tqdm, safetensors and pytest:
 #
 #     bash benchmarks/gpu_check.sh [RESULTS_DIR]     # default: benchmarks/results/gpu
 #
@@ -23,15 +24,15 @@ step() {  # step NAME SECONDS COMMAND...: run, keep going on failure, remember i
     local name=$1 limit=$2
     shift 2
     echo "== $name (at most ${limit}s)"
-    if ! timeout "$limit" "$@" 2>&1 | tee "$OUT_DIR/$name.log"; then
+    if ! timeout -k 5 "$limit" "$@" 2>&1 | tee "$OUT_DIR/$name.log"; then
         echo "== $name FAILED" >&2
         status=1
     fi
 }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
-    | tee "$OUT_DIR/gpu.txt"
-python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" \
+timeout -k 5 20 nvidia-smi --query-gpu=name,memory.total,driver_version \
+    --format=csv,noheader | tee "$OUT_DIR/gpu.txt"
+timeout -k 5 30 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" \
     | tee -a "$OUT_DIR/gpu.txt"
 
 step tests 90 python -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py

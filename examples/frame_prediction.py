@@ -5,8 +5,8 @@
     # ten frames in and ten forecast, as in the paper (about twice the time a step)
     python examples/frame_prediction.py --frames 10
     # Moving MNIST's scale, for a GPU: two digits in 64 x 64 frames, 10 in -> 10 out. On the
-    # 2-core CPU a ConvLSTM of this size trains about 16 frames/s (benchmarks/results/
-    # convlstm_64x64.json), so one step of 16 sequences of 20 frames takes some 20 seconds
+    # 2-core CPU a ConvLSTM of this size trains about 12 frames/s on 10-frame sequences
+    # (benchmarks/results/convlstm_64x64_t10.json): some 26 seconds a step of 16 x 20 frames
     python examples/frame_prediction.py --frame-size 64 --digits 2 --frames 10 --steps 20000 \
         --threads 0
 

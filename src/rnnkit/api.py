@@ -204,8 +204,9 @@ def check_beam(beam: int, num_samples: int, length_penalty: float, cfg: Sampling
 
 def decoding_precision(precision: str, model) -> str:
     """``--precision auto``: int8 for a recurrent model on a CPU with torch's int8 kernels
-    (a batch-1 step reads every weight once, so a quarter of the bytes is the fastest step,
-    and its likelihood cost is too small to measure: benchmarks/README.md), else fp32. Any
+    (a batch-1 step reads every weight once, so a quarter of the bytes is the fastest step;
+    it costs 0.0005 nats/char on the trained main job: sampling_shakespeare_2x512.json), else
+    fp32. Any
     other precision is returned as it is."""
     if precision != "auto":
         return precision
