@@ -9,8 +9,8 @@ per character over every val character, training tokens/s (``train_chars_per_sec
 RSS, steps (and, for a --time-budget preset, the count the budget fitted), parameters, and
 the wall time of the whole job (training, its periodic evaluations and the final
 evaluation). A step-limited preset runs as shipped and its wall time is reported against the
-budget; a clock-limited or budgeted one (``max_time``,
-``time_budget``) is capped at ``budget - reserve`` seconds so that the final evaluation fits.
+budget; a clock-limited or budgeted one (``max_time``, ``time_budget``) is capped at
+``budget - reserve`` seconds so that the final evaluation fits.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ step cells 75 python benchmarks/bench_cells.py --device cuda --chars 65536 --ste
 step sampling 45 python benchmarks/bench_sampling.py --device cuda --threads 1 \
     --save "$OUT_DIR/sampling.json"
 step ddp_tests 120 python -m pytest -m gpu -q -p no:cacheprovider tests/test_ddp.py
-# the CPU preset as shipped (on a GPU its cap of steps ends it, not its budget), then a
+# the CPU preset as shipped (a fast GPU reaches its cap of steps before its budget), then a
 # larger model with the clock as the limit
 step quality_5min_preset 90 python benchmarks/bench_quality.py "${DATA_FLAGS[@]}" \
     --set 'train.device="cuda"' --save "$OUT_DIR/quality_5min_preset.json"
