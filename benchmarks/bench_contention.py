@@ -7,7 +7,8 @@ Every command runs through the CLI, in processes of its own, as a user runs them
 
     train   a 2x64 LSTM, --seq-length 32 --batch-size 8, for --seconds of training (--max-time),
             alone (the median of --repeats runs) and then two at once; steps/s = steps
-            reached / seconds
+            reached / seconds. The runs alone alternate between the two settings in ABBA
+            pairs, and each pair's ratio says what sharing costs a run alone
     eval    `rnnkit eval` of a 40 kB text (its wall time, start-up included), alone and then
             beside two trainings
     sample  `rnnkit sample --length 2000` of the same model, alone and beside two trainings
@@ -40,7 +41,8 @@ MODEL = ["--rnn-size", "64", "--num-layers", "2", "--seq-length", "32", "--batch
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=15.0, help="training time of each run")
-    p.add_argument("--repeats", type=int, default=3, help="runs alone, for each setting")
+    p.add_argument("--repeats", type=int, default=6,
+                   help="runs alone for each setting, in ABBA pairs")
     p.add_argument("--save", default=None, help="also write the JSON here")
     return p.parse_args(argv)
 
@@ -120,19 +122,26 @@ def main(argv=None) -> None:
         if train(model, 5.0, []).wait() != 0:
             sys.exit("bench_contention: could not train the model to evaluate")
         settings = {"shared": [], "fixed": ["--threads", str(cores)]}
-        # a single run's speed varies by 10-30% from run to run on a shared host: the median
-        # of runs that alternate between the two settings
+        # a single run's pace swings by up to 1.5x from run to run on a shared host, and
+        # drifts: the runs alone go in pairs, in ABBA order (shared first, then fixed first),
+        # so a drift weighs on both settings alike, and each pair gives one ratio
         alone = {name: [] for name in settings}
         for i in range(args.repeats):
-            for name, threads in settings.items():
-                alone[name] += trainings(folder / f"alone-{name}-{i}", 1, args.seconds, threads)
+            order = list(settings) if i % 2 == 0 else list(settings)[::-1]
+            for name in order:
+                alone[name] += trainings(folder / f"alone-{name}-{i}", 1, args.seconds,
+                                         settings[name])
+        ratios = [round(s / f, 3) for s, f in zip(alone["shared"], alone["fixed"], strict=True)]
         fixed, shared = (measure(folder / name, model, args.seconds, settings[name],
                                  statistics.median(alone[name])) for name in ("fixed", "shared"))
         fixed["train_steps_per_sec_alone_runs"] = alone["fixed"]
         shared["train_steps_per_sec_alone_runs"] = alone["shared"]
     emit({"benchmark": "speed_beside_other_work", "cores": cores, "seconds": args.seconds,
           "model": "lstm 2x64, seq_length 32, batch_size 8, " + TEXT.name,
-          "default_threads_shared": shared, "threads_fixed_at_cores": fixed}, args.save)
+          "default_threads_shared": shared, "threads_fixed_at_cores": fixed,
+          # the single-run cost of sharing: each pair's shared / fixed steps/s, and the median
+          "alone_shared_over_fixed": {"pairs": ratios, "median": statistics.median(ratios)}},
+         args.save)
 
 
 if __name__ == "__main__":
