@@ -133,14 +133,16 @@ def main(argv=None) -> None:
                                          settings[name])
         ratios = [round(s / f, 3) for s, f in zip(alone["shared"], alone["fixed"], strict=True)]
         fixed, shared = (measure(folder / name, model, args.seconds, settings[name],
-                                 statistics.median(alone[name])) for name in ("fixed", "shared"))
+                                 round(statistics.median(alone[name]), 1))
+                         for name in ("fixed", "shared"))
         fixed["train_steps_per_sec_alone_runs"] = alone["fixed"]
         shared["train_steps_per_sec_alone_runs"] = alone["shared"]
     emit({"benchmark": "speed_beside_other_work", "cores": cores, "seconds": args.seconds,
           "model": "lstm 2x64, seq_length 32, batch_size 8, " + TEXT.name,
           "default_threads_shared": shared, "threads_fixed_at_cores": fixed,
           # the single-run cost of sharing: each pair's shared / fixed steps/s, and the median
-          "alone_shared_over_fixed": {"pairs": ratios, "median": statistics.median(ratios)}},
+          "alone_shared_over_fixed": {"pairs": ratios,
+                                      "median": round(statistics.median(ratios), 3)}},
          args.save)
 
 

@@ -196,18 +196,23 @@ def serve_rows() -> list[str]:
 
 def contention_rows() -> list[str]:
     """Speed beside other work (``bench_contention.py``): the default threads, shared with
-    other processes, against torch's fixed one per core, in one run."""
+    other processes, against torch's fixed one per core, in one run; alone, also the median
+    ratio of the ABBA pairs."""
     lines = ["| beside other work (`bench_contention.py`) | threads | training alone (steps/s) "
              "| each of two at once | kept | `eval` kept beside two trainings "
              "| `sample` kept | machine |", "|---|---|---|---|---|---|---|---|"]
     for path, r in results("contention*.json"):
-        for key, name in (("default_threads_shared", "default: shared"),
-                          ("threads_fixed_at_cores", f"fixed at {r['cores']}")):
+        ratio = r["alone_shared_over_fixed"]
+        vs_fixed = (f" ({ratio['median']:.2f}x fixed: the median of {len(ratio['pairs'])} "
+                    f"ABBA pairs, {min(ratio['pairs']):.2f}-{max(ratio['pairs']):.2f})")
+        for key, name, note in (("default_threads_shared", "default: shared", vs_fixed),
+                                ("threads_fixed_at_cores", f"fixed at {r['cores']}", "")):
             m = r[key]
             two = " / ".join(f"{x:g}" for x in m["train_steps_per_sec_two_at_once"])
             lines.append(
                 f"| `{path.name}`: {r['model']}, {r['seconds']:g} s each | {name} "
-                f"| {m['train_steps_per_sec_alone']:g} | {two} | **{m['train_share_kept']:.0%}** "
+                f"| {m['train_steps_per_sec_alone']:g}{note} | {two} "
+                f"| **{m['train_share_kept']:.0%}** "
                 f"| {m['eval_speed_kept']:.0%} ({m['eval_seconds_alone']} s alone, "
                 f"{m['eval_seconds_beside_two_trainings']} s beside) "
                 f"| {m['sample_speed_kept']:.0%} | {machine(r)} |")
