@@ -2,7 +2,9 @@
 problem, and leaves every file as it was (nothing created, nothing changed)."""
 
 import hashlib
+import json
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +40,12 @@ def world(tmp_path_factory):
                  str(root / "pairs_run"), *TINY]) == 0
     full = (root / "run" / "best.pt").read_bytes()
     (root / "truncated.pt").write_bytes(full[:len(full) // 2])
+    # the run's config.json edited by hand: a setting changed, and a value no run writes
+    for name, cell in (("edited_run", "gru"), ("garbled_run", "LSTM")):
+        shutil.copytree(root / "run", root / name)
+        config = json.loads((root / name / "config.json").read_text())
+        config["model"]["cell"] = cell
+        (root / name / "config.json").write_text(json.dumps(config))
     payload = torch.load(root / "run" / "best.pt", weights_only=True)
     payload["format_version"] = 99
     torch.save(payload, root / "future.pt")
@@ -124,6 +132,18 @@ CASES = {
     "other format version": (sample(target="future.pt"), "format version 99"),
     "resume without a run": (lambda w: ["train", "--out", str(w / "new"), "--resume", *TINY],
                              "no run to resume"),
+    # the error names the file, not flags that were never passed
+    "resume of a config.json edited to another cell": (
+        lambda w: ["train", "--out", str(w / "edited_run"), "--resume"],
+        "cannot change cell (last.pt was trained with cell='lstm'; now cell='gru'): drop the "
+        "flags that change it (or, if you passed none, set it back in the run's config.json)"),
+    "resume of a config.json with a value no run writes": (
+        lambda w: ["train", "--out", str(w / "garbled_run"), "--resume"],
+        "config.json holds a setting no run writes (cell must be one of"),
+    "rnn-size 0": (train("one.txt", "--rnn-size", "0"), "hidden_size must be >= 1, got 0"),
+    "a cell the task does not take": (
+        lambda w: ["train", "--task", "frames", "--cell", "mingru", "--out", str(w / "new")],
+        "cell must be one of ('lstm', 'gru'), got 'mingru' (with --task frames)"),
     "out already holds a run": (lambda w: ["train", "--data", str(FIXTURE), "--out",
                                            str(w / "run"), *TINY], "already holds a run"),
     # (tests run as root, which no permission bit stops: a file in the way stands in)

@@ -231,6 +231,15 @@ def test_more_bad_inputs_get_one_line(run_dir, tmp_path, capsys):
     assert exit_info.value.code == 2 and err.startswith("rnnkit: error:") and "\n" not in err
 
 
+def test_the_hidden_size_answers_to_both_flag_names(hamlet, tmp_path, capsys):
+    for flag, size in (("--rnn-size", 16), ("--hidden-size", 24)):  # char-rnn's, and torch's
+        out = tmp_path / flag
+        assert main(["train", "--data", str(hamlet), "--out", str(out), *TINY,
+                     flag, str(size), "--max-steps", "2"]) == 0
+        assert json.loads((out / "config.json").read_text())["model"]["hidden_size"] == size
+    capsys.readouterr()
+
+
 def test_damaged_run_folders_get_one_line(run_dir, tmp_path, capsys):
     import shutil
 

@@ -319,6 +319,15 @@ def test_the_step_is_a_copy_of_the_weights():
     assert torch.equal(step(x[:, 0])[0], before)
 
 
+@pytest.mark.parametrize(("name", "impl"),
+                         [(n, "auto") for n in NAMES] + [("lstm", "fused"), ("lstm", "cells")])
+def test_an_input_without_steps_is_refused_by_name(name, impl):
+    rnn = Recurrent(name, D, H, 2, impl=impl)
+    for shape in [(B, 0, D), (B, D)]:
+        with pytest.raises(ValueError, match="at least one step"):
+            rnn(torch.randn(shape))
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("layers", [2, 4])
 def test_deep_stacks_train_and_stay_finite(name, layers):

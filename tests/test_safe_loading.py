@@ -171,6 +171,11 @@ HOSTILE = {
     "layers_1e6.pt": r"do not fit together \(config builds over \d+ modules and parameters, "
                      r"file holds 7 tensors\)",
     "hidden_0.pt": r"do not fit together \(hidden_size must be >= 1, got 0\)",
+    # each damaged setting named, not a Python error's text
+    "hidden_str.pt": r"do not fit together \(hidden_size must be int, got '16'\)",
+    "unknown_setting.pt": r"do not fit together \('foo' is no setting of CharLMConfig\)",
+    "config_a_string.pt": r"do not fit together \(its config holds no model and train "
+                          r"settings\)",
     "expanded.pt": r"do not fit together \(config wants 6,9\d\d,\d{3},\d{3} bytes of weights, "
                    r"file stores 4 bytes\)",
     "zip_bomb.pt": r"'.*zip_bomb\.pt' is corrupt or not an rnnkit checkpoint \(compressed "
@@ -198,6 +203,11 @@ def hostile(trained, tmp_path_factory):
     torch.save(forge(trained, hidden_size=10**9), d / "hidden_1e9.pt")
     torch.save(forge(trained, num_layers=10**6), d / "layers_1e6.pt")
     torch.save(forge(trained, hidden_size=0), d / "hidden_0.pt")
+    torch.save(forge(trained, hidden_size="16"), d / "hidden_str.pt")
+    torch.save(forge(trained, foo=1), d / "unknown_setting.pt")
+    stringly = forge(trained)
+    stringly["meta"]["config"] = "lstm 2x16"
+    torch.save(stringly, d / "config_a_string.pt")
     expanded = forge(trained, hidden_size=12000, num_layers=2)
     with torch.device("meta"), ShapesOnly():
         shapes = CharLM(LanguageModelTask.models["rnn"][1](**expanded["meta"]["config"]["model"]))

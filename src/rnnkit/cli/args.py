@@ -79,14 +79,16 @@ def add_field(group, name: str, hint, help: str, section: str,
               metadata: Mapping | None = None) -> None:
     kind, choices = flag_type(hint, metadata)
     flag = "--" + FLAG_NAMES.get(name, name.replace("_", "-"))
+    # a renamed setting also answers to its own name, which errors and config files use
+    flags = [flag] + (["--" + name.replace("_", "-")] if name in FLAG_NAMES else [])
     if kind is bool:  # --flag / --no-flag
-        group.add_argument(flag, dest=f"{section}.{name}", default=argparse.SUPPRESS,
+        group.add_argument(*flags, dest=f"{section}.{name}", default=argparse.SUPPRESS,
                            action=argparse.BooleanOptionalAction, help=help)
         return
     # metadata["const"]: the value of the flag given alone (--tensorboard [DIR])
     given_alone = metadata and "const" in metadata
     optional = {"nargs": "?", "const": metadata["const"]} if given_alone else {}
-    group.add_argument(flag, dest=f"{section}.{name}", type=kind, choices=choices,
+    group.add_argument(*flags, dest=f"{section}.{name}", type=kind, choices=choices,
                        default=argparse.SUPPRESS, help=help, **optional,
                        metavar=None if choices else METAVARS.get(name, METAVARS[kind]))
 

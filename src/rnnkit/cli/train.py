@@ -86,12 +86,17 @@ def saved_config(out: Path) -> dict:
     path = out / "config.json"
     if not path.is_file():
         return {}
+    fix = "fix it (or delete it and pass the run's settings as flags), or start a new --out"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         check_keys(doc, str(path))
     except (ValueError, AttributeError, RnnkitError):
-        raise RnnkitError(f"{path} is corrupt; fix it (or delete it and pass the run's settings "
-                          "as flags), or start a new --out") from None
+        raise RnnkitError(f"{path} is corrupt; {fix}") from None
+    try:  # alone, as the run wrote it: a bad value is then the file's, not a flag's
+        build_configs(doc)
+    except RnnkitError as e:
+        reason = str(e).removeprefix("bad configuration: ")
+        raise RnnkitError(f"{path} holds a setting no run writes ({reason}); {fix}") from None
     return doc
 
 

@@ -66,6 +66,9 @@ class Recurrent(nn.Module):
 
     def forward(self, x: Tensor, state: State | None = None,
                 lengths: Tensor | None = None) -> tuple[Tensor, State]:
+        if x.dim() != 3 or x.shape[1] == 0:  # the kernels and the scan fail obscurely on it
+            raise ValueError(f"x must be (B, T, D) with at least one step, got shape "
+                             f"{tuple(x.shape)}")
         if state is None:
             state = self.init_state(x.shape[0], x)
         check_state(state, self.state_count, (self.num_layers, x.shape[0], self.hidden_size))

@@ -51,7 +51,7 @@ from ..fileio import atomic_write, atomic_write_json
 from ..models import hf_gpt2
 from ..models.gpt import GPTConfig
 from ..tasks import task_of_kind
-from .config import TrainConfig
+from .config import TrainConfig, coerce
 
 FORMAT_VERSION = 1
 # what rebuilding a model from a bad config raises: one error line, never a traceback
@@ -193,8 +193,13 @@ def model_from_checkpoint(payload: dict):
     meta, weights = payload["meta"], payload["model"]
     task = task_of_kind(meta["kind"])
     try:
-        model_cls, config_cls = task.models[meta["config"]["train"].get("model", "rnn")]
-        config = config_cls(**meta["config"]["model"])
+        settings = meta["config"]
+        if not (isinstance(settings, dict) and isinstance(settings.get("model"), dict)
+                and isinstance(settings.get("train"), dict)):
+            raise ValueError("its config holds no model and train settings")
+        model_cls, config_cls = task.models[settings["train"].get("model", "rnn")]
+        # the types first, as for a config file: "hidden_size must be int, got '16'"
+        config = config_cls(**coerce(config_cls, settings["model"]))
         reason = misfit(model_cls, config, weights)
     except FIT_ERRORS as e:
         reason = first_line(e)

@@ -338,11 +338,16 @@ def build_configs(*layers: dict) -> tuple:
         cfg = TrainConfig(**coerce(TrainConfig, merged["train"]))
         task = get_task(cfg.task)
         model_cls = task.models[cfg.model][1]
-        check_applies(model_cls, merged["model"],
-                      cfg.task if len(task.models) == 1 else f"{cfg.task} --model {cfg.model}")
-        return model_cls(**coerce(model_cls, merged["model"])), cfg
+        label = cfg.task if len(task.models) == 1 else f"{cfg.task} --model {cfg.model}"
+        check_applies(model_cls, merged["model"], label)
     except (ValueError, TypeError) as e:
         raise RnnkitError(f"bad configuration: {e}") from None
+    try:
+        return model_cls(**coerce(model_cls, merged["model"])), cfg
+    except (ValueError, TypeError) as e:
+        # a model setting's range may be the task's own (the frame predictor's cells)
+        where = "" if cfg.task == TrainConfig.task else f" (with --task {label})"
+        raise RnnkitError(f"bad configuration: {e}{where}") from None
 
 
 def check_applies(model_cls, values: dict, task: str) -> None:
@@ -360,6 +365,8 @@ def coerce(cls, values: dict) -> dict:
     choices = {f.name: f.metadata["choices"] for f in fields(cls) if "choices" in f.metadata}
     out = {}
     for key, value in values.items():
+        if key not in hints:  # a file's key: config files check theirs first (check_keys)
+            raise ValueError(f"{key!r} is no setting of {cls.__name__}")
         hint = hints[key]
         optional = [a for a in get_args(hint) if a is not type(None)]
         if type(None) in get_args(hint) and len(optional) == 1:  # X | None: None, or an X

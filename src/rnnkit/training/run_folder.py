@@ -77,9 +77,12 @@ def check_same_run(saved: dict, model_cfg, cfg: TrainConfig) -> None:
                if k not in sized and saved["model"][k] != now["model"].get(k)]
     changed += [k for k in SAME_RUN_KEYS if saved["train"].get(k) != now["train"][k]]
     if changed:
-        raise RnnkitError(f"--resume cannot change {', '.join(changed)} (the run used "
-                          f"{', '.join(f'{k}={saved_value(saved, k)!r}' for k in changed)}); "
-                          "drop those flags, or start a new run with another --out")
+        then = ", ".join(f"{k}={saved_value(saved, k)!r}" for k in changed)
+        asked = ", ".join(f"{k}={saved_value(now, k)!r}" for k in changed)
+        raise RnnkitError(f"--resume cannot change {', '.join(changed)} (last.pt was trained "
+                          f"with {then}; now {asked}): drop the flags that change it (or, if "
+                          "you passed none, set it back in the run's config.json), or start a "
+                          "new run with another --out")
 
 
 def saved_value(saved: dict, key: str):
