@@ -28,6 +28,7 @@ def world(tmp_path_factory):
              "latin1.txt": "caf\xe9\n".encode("latin-1"), "one.txt": b"a",
              "short.txt": b"too short\n", "bad.toml": b"[train\nmax_steps = ",
              "unknown.toml": b"[train]\nlearning_rat = 1\n", "a_file": b"not a folder",
+             "flag_name.toml": b"[model]\nrnn_size = 32\n",
              "pairs.tsv": b"".join(b"%d\t%d\n" % (i, i * 2) for i in range(200)),
              "pairs_bad.tsv": b"12\t24\n13 26\n", "tags_bad.tsv": b"ab c\tX O O\n",
              "inputs.txt": b"12\n7\n"}
@@ -120,6 +121,9 @@ CASES = {
                        "unknown preset"),
     "malformed TOML": (lambda w: ["train", "--config", str(w / "bad.toml"), "--out",
                                   str(w / "new")], "not valid TOML"),
+    "config key spelt as its flag": (
+        lambda w: ["train", "--config", str(w / "flag_name.toml"), "--out", str(w / "new")],
+        "unknown key model.rnn_size (the setting of --rnn-size is hidden_size)"),
     "unknown config key": (lambda w: ["train", "--config", str(w / "unknown.toml"), "--out",
                                       str(w / "new")], "unknown key train.learning_rat"),
     "prompt outside the vocabulary": (sample("--prime-text", "\u2603"), "vocabulary"),
@@ -195,3 +199,15 @@ def test_bom_and_crlf_text_is_accepted_and_round_trips(tmp_path, capsys):
     assert "\r" not in vocab.chars and "\ufeff" not in vocab.chars and "\u00e9" in vocab.chars
     clean = text.replace("\r\n", "\n")
     assert vocab.decode(vocab.encode(clean)) == clean
+
+
+def test_the_api_tells_an_unknown_setting_from_another_tasks():
+    import rnnkit
+    from rnnkit.errors import RnnkitError
+    with pytest.raises(RnnkitError, match=r"unknown model setting 'rnn_size' \(the setting of "
+                                          r"--rnn-size is hidden_size\)"):
+        rnnkit.configs(model={"rnn_size": 32})
+    with pytest.raises(RnnkitError, match="unknown model setting 'colour'$"):
+        rnnkit.configs(model={"colour": 1})
+    with pytest.raises(RnnkitError, match="--attention does not apply to --task classify"):
+        rnnkit.configs(model={"attention": "dot"}, train={"task": "classify"})

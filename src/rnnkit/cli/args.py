@@ -11,9 +11,8 @@ from functools import cache
 from typing import Literal, get_args, get_origin, get_type_hints
 
 from ..models import DATA_SIZES
+from ..training.config import FLAG_NAMES
 
-# char-rnn's flag names where ours differ from the dataclass field
-FLAG_NAMES = {"hidden_size": "rnn-size"}
 METAVARS = {int: "N", float: "F", str: "S", "data": "FILE", "init_from": "RUN_DIR|CHECKPOINT",
             "tensorboard": "DIR", "encoding": "CODEC", "corpus": "NAME"}
 

@@ -32,7 +32,8 @@ def add_arguments(p) -> None:
                         "(default: the run's --encoding, utf-8 unless it was trained with one)")
     p.add_argument("--split", default=None, choices=("val", "test", "all"),
                    help="part of the data, cut with the run's --val-frac/--test-frac (default: "
-                        "val; for a pair task given another --data file, all of it)")
+                        "val for text tasks, test for vision and speech; all of another "
+                        "--data file than the run's, for a pair, vision or speech task)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="parallel streams or lines per batch (default: the run's, at most 16 "
                         "streams)")

@@ -38,6 +38,7 @@ import torch
 from ..errors import RnnkitError
 from ..tasks import data_parallel_tasks, get_task
 from ..training.config import (
+    FLAG_NAMES,
     TrainConfig,
     build_configs,
     check_keys,
@@ -54,7 +55,7 @@ from ..training.distributed import (
 )
 from ..training.init_from import init_layers
 from ..training.loop import train
-from .args import FLAG_NAMES, add_dataclass_arguments, as_flags, overrides
+from .args import add_dataclass_arguments, as_flags, overrides
 
 # exit codes of a training process that printed its own "rnnkit: error:" line
 OWN_MESSAGE_CODES = (1, 2, 130)

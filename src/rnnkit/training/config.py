@@ -315,6 +315,16 @@ def read_toml(preset: str | None = None, path: str | None = None) -> dict:
     return doc
 
 
+# char-rnn's flag names where they differ from the setting's (the CLI takes both)
+FLAG_NAMES = {"hidden_size": "rnn-size"}
+
+
+def renamed(key: str) -> str:
+    """For a key spelt as a renamed flag (rnn_size), the note that names its setting."""
+    setting = next((s for s, flag in FLAG_NAMES.items() if flag.replace("-", "_") == key), None)
+    return f" (the setting of --{FLAG_NAMES[setting]} is {setting})" if setting else ""
+
+
 def check_keys(doc: dict, where: str) -> None:
     for section, values in doc.items():
         if section not in SECTIONS or not isinstance(values, dict):
@@ -324,7 +334,7 @@ def check_keys(doc: dict, where: str) -> None:
         known = {f.name for cls in classes for f in fields(cls)}
         for key in values:
             if key not in known:
-                raise RnnkitError(f"{where}: unknown key {section}.{key}")
+                raise RnnkitError(f"{where}: unknown key {section}.{key}{renamed(key)}")
 
 
 def build_configs(*layers: dict) -> tuple:
@@ -352,6 +362,10 @@ def build_configs(*layers: dict) -> tuple:
 
 def check_applies(model_cls, values: dict, task: str) -> None:
     """A model setting of another task (--attention for a classifier) is a mistake to report."""
+    anywhere = {f.name for cls in model_config_classes().values() for f in fields(cls)}
+    unknown = next((k for k in values if k not in anywhere), None)
+    if unknown is not None:  # no task has it: not a setting at all
+        raise ValueError(f"unknown model setting {unknown!r}{renamed(unknown)}")
     known = {f.name for f in fields(model_cls)}
     foreign = [k for k in values if k not in known]
     if foreign:
