@@ -58,6 +58,19 @@ def test_flag_help_speaks_of_tokens_and_gives_one_default(capsys):
         assert "mps (Apple silicon)" in text, command
 
 
+def test_every_flag_with_a_value_says_its_default():
+    import argparse
+    commands = next(a for a in build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction)).choices
+    silent = [f"{name} {a.option_strings[0]}" for name, parser in commands.items()
+              for a in parser._actions
+              if a.option_strings and a.nargs != 0 and not a.required
+              and not isinstance(a, argparse.BooleanOptionalAction)
+              and a.default not in (None, argparse.SUPPRESS, "", [])  # no value: none
+              and "default" not in (a.help or "")]
+    assert silent == []
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 def test_bash_completion_completes_commands_flags_and_choices(tmp_path, capsys):
     assert main(["completion", "bash"]) == 0

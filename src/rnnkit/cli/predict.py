@@ -59,16 +59,19 @@ def add_arguments(p) -> None:
                    help=f"{DEVICE_HELP} (default: cpu)")
     s = p.add_argument_group("seq2seq decoding (default: greedy)")
     s.add_argument("--beam", type=int, default=1, help="beam width (default 1: greedy)")
-    s.add_argument("--n-best", type=int, default=1, help="hypotheses per input (<= --beam)")
+    s.add_argument("--n-best", type=int, default=1,
+                   help="hypotheses per input (<= --beam; default 1)")
     s.add_argument("--length-penalty", type=float, default=0.0,
                    help="GNMT alpha: longer outputs score higher as it grows (default 0)")
     s.add_argument("--max-length", type=int, default=None,
                    help="longest output (default: twice the longest training target + 10)")
     s.add_argument("--temperature", type=float, default=None,
-                   help="sample instead of searching, at this temperature")
-    s.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest")
-    s.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
-    s.add_argument("--seed", type=int, default=1337, help="random seed for sampling")
+                   help="sample instead of searching, at this temperature (default: search)")
+    s.add_argument("--top-k", type=int, default=None,
+                   help="sample among the k likeliest (default: all)")
+    s.add_argument("--top-p", type=float, default=None,
+                   help="nucleus sampling threshold (default: 1, off)")
+    s.add_argument("--seed", type=int, default=1337, help="random seed for sampling (default 1337)")
     add_lm_arguments(p)
 
 

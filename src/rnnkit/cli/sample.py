@@ -36,9 +36,10 @@ def add_arguments(p) -> None:
     p.add_argument("--temperature", type=float, default=1.0, metavar="F",
                    help="> 0; lower is more conservative (default: 1.0)")
     p.add_argument("--top-k", type=int, default=None, metavar="K",
-                   help="sample among the k likeliest tokens")
+                   help="sample among the k likeliest tokens (default: all)")
     p.add_argument("--top-p", type=float, default=None, metavar="P",
-                   help="sample among the likeliest tokens whose probability reaches p")
+                   help="sample among the likeliest tokens whose probability reaches p "
+                        "(default: 1, off)")
     p.add_argument("--argmax", action="store_true", help="always take the likeliest token")
     p.add_argument("--num-samples", type=int, default=1, metavar="N",
                    help="independent samples (default 1); with --beam, the N best")

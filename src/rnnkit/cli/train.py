@@ -68,7 +68,8 @@ def add_arguments(p) -> None:
     source.add_argument("--preset", metavar="NAME",
                         help=f"a built-in configuration: {', '.join(preset_names())}")
     source.add_argument("--config", metavar="FILE.toml", help="a TOML file with [model] "
-                        "and [train] tables, keys as the flags below with underscores")
+                        "and [train] tables, keys as the flags below with underscores "
+                        "(hidden_size for --rnn-size)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt, exactly where it stopped")
     p.add_argument("--nproc", type=int, metavar="N",
