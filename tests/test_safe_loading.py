@@ -167,7 +167,8 @@ HOSTILE = {
                       r"config wants \(48000, 16\), file holds \(256, 16\)\); use another",
     "huge_config.safetensors": r"do not fit together \(rnn\.cells\.0\.weight_ih: config wants "
                                r"\(48000, 16\), file holds \(256, 16\)\)",
-    "hidden_1e9.pt": r"do not fit together \(Storage size calculation overflowed",
+    "hidden_1e9.pt": r"do not fit together \(config describes tensors too large for any "
+                     r"machine \(their sizes overflow\)\)",
     "layers_1e6.pt": r"do not fit together \(config builds over \d+ modules and parameters, "
                      r"file holds 7 tensors\)",
     "hidden_0.pt": r"do not fit together \(hidden_size must be >= 1, got 0\)",

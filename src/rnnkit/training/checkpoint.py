@@ -250,6 +250,8 @@ def misfit(model_cls: type, config, weights) -> str | None:
     except (RuntimeError, NotImplementedError) as e:
         if "meta" in str(e).lower():
             return None
+        if "overflow" in str(e).lower():  # torch's "Storage size calculation overflowed"
+            return "config describes tensors too large for any machine (their sizes overflow)"
         raise
     wanted = model.state_dict()
     for key, t in wanted.items():
