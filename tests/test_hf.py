@@ -364,6 +364,24 @@ def test_export_hf_refuses_to_overwrite(tmp_path, hamlet, capsys):
     assert main(["export", str(run), "--format", "hf", "--out", str(export)]) == 2
     assert main(["export", str(run), "--format", "hf", "--out", str(export), "--force"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "rnn", "taken"]
+    # an earlier export with a user's own files in it is no longer only an export
+    (export / "NOTES.md").write_text("mine")
+    (export / "sub").mkdir()
+    capsys.readouterr()
+    assert main(["export", str(run), "--format", "hf", "--out", str(export), "--force"]) == 2
+    assert "holds something other than an exported model (NOTES.md, sub)" in (
+        capsys.readouterr().err)
+    assert (export / "NOTES.md").read_text() == "mine" and (export / "sub").is_dir()
+
+
+def test_a_safetensors_export_writes_both_files_or_neither(tmp_path, hamlet, capsys):
+    run = tiny_run(hamlet, tmp_path / "rnn")
+    out = tmp_path / "m.safetensors"
+    (tmp_path / "m.json").mkdir()  # the metadata's place is taken by a folder
+    assert main(["export", str(run), "--out", str(out), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "m.json' is a folder; choose another name" in err and ".tmp" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "rnn"]
 
 
 def test_a_failed_export_leaves_nothing(tmp_path, hamlet, monkeypatch):

@@ -148,6 +148,13 @@ def test_a_failed_write_names_its_file(tmp_path):
     assert line.startswith(f"No space left on device: {tmp_path / 'last.pt'}; free some space")
 
 
+def test_a_write_error_names_the_file_asked_for_not_its_temp_file(tmp_path):
+    target = tmp_path / "missing" / "model.safetensors"
+    with pytest.raises(OSError) as caught:  # mkstemp's error names .model.safetensors.XXX.tmp
+        atomic_write(target, lambda f: f.write(b"x"))
+    assert caught.value.filename == str(target)
+
+
 def test_os_errors_say_what_to_do_about_them():
     denied = os_error_line(PermissionError(errno.EACCES, "Permission denied", "corpus.txt"))
     assert denied == ("Permission denied: corpus.txt; check the permissions of that path "

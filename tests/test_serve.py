@@ -684,6 +684,38 @@ def test_visualize_does_not_overwrite_without_force(run_dir, tmp_path, capsys):
     assert out.read_text().startswith("<!doctype html>") and not (tmp_path / "page.png").exists()
 
 
+def test_visualize_writes_its_files_together_or_not_at_all(run_dir, tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("Ber. Who's there?\n")
+    args = ["visualize", str(run_dir), "--text", str(text), "--force"]
+    (tmp_path / "page.html").mkdir()  # the page cannot be written: no picture either
+    assert "page.html' is a folder" in error_of(capsys, [*args, "--out",
+                                                        str(tmp_path / "page.html")])
+    assert not (tmp_path / "page.png").exists()
+    # the picture never lands on the page or on the text it reads, nor under another name
+    out = str(tmp_path / "p.html")
+    for png in (out, str(text)):
+        assert "must end in .png" in error_of(capsys, [*args, "--out", out, "--png", png])
+    err = error_of(capsys, [*args, "--out", str(tmp_path / "t.html"), "--png",
+                            str(tmp_path / "text.png"), "--text", str(tmp_path / "t.html")])
+    assert "is also an output" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["page.html", "text.txt"]
+    assert text.read_text() == "Ber. Who's there?\n"
+
+
+def test_visualize_reads_other_encodings_and_names_a_folder(run_dir, tmp_path, capsys):
+    text = tmp_path / "latin.txt"
+    text.write_bytes("Ber. Who's there?\n".encode("latin-1"))
+    assert main(["visualize", str(run_dir), "--text", str(text), "--encoding", "latin-1",
+                 "--out", str(tmp_path / "p.html"), "--no-png"]) == 0
+    err = error_of(capsys, ["visualize", str(run_dir), "--text", str(tmp_path), "--out",
+                            str(tmp_path / "q.html")])
+    assert "is a directory; give --text a file in it" in err
+    assert "not a text encoding" in error_of(capsys, [
+        "visualize", str(run_dir), "--text", str(text), "--encoding", "rot13", "--out",
+        str(tmp_path / "q.html")])
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "not found"),
     (b"", "is empty"),
@@ -721,8 +753,11 @@ def test_serve_bad_input_is_one_error_line(run_dir, pairs_run, tmp_path, capsys,
     with taken:
         err = error_of(capsys, ["serve", str(run_dir), "--port", str(taken.getsockname()[1])])
     assert "cannot listen on 127.0.0.1:" in err and "pick another --port" in err
-    assert "--max-concurrent must be > 0" in error_of(
+    assert "--max-concurrent must be a finite number > 0" in error_of(
         capsys, ["serve", str(run_dir), "--max-concurrent", "0", "--port", "0"])
+    for timeout in ("0", "nan", "inf"):  # inf would reach /api/info, which JSON cannot hold
+        assert f"--timeout must be a finite number > 0, got {float(timeout)}" in error_of(
+            capsys, ["serve", str(run_dir), "--timeout", timeout, "--port", "0"])
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the extra were not installed
     assert 'pip install -e ".[serve]"' in error_of(capsys, ["serve", str(run_dir), "--port", "0"])
 

@@ -60,26 +60,44 @@ def npz_arrays(path: str | Path, keys: tuple[str, ...], task: str
 
 def atomic_write(path: str | Path, write) -> None:
     """Call ``write(f)`` on a temp file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    atomic_write_all({Path(path): write})
+
+
+def atomic_write_all(files: dict) -> None:
+    """Write several files as one: ``{path: write}`` with ``write(f)`` as for ``atomic_write``.
+    Every file is written to its temp file first and only then are all renamed into place, so
+    a failure in any write leaves every path as it was (an export's weights never appear
+    without the metadata beside them)."""
+    paths = [Path(p) for p in files]
+    for path in paths:  # a folder in the way would fail the rename, after the others
+        if path.is_dir():
+            raise RnnkitError(f"{str(path)!r} is a folder; choose another name")
+    temps: dict[Path, str] = {}
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise with_filename(e, path) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        for path, write in zip(paths, files.values(), strict=True):
+            try:
+                fd, temps[path] = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                                   suffix=".tmp")
+                with os.fdopen(fd, "wb") as f:
+                    write(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(temps[path], 0o666 & ~_umask())  # mkstemp's 0600: the usual mode
+            except OSError as e:
+                raise with_filename(e, path) from None
+        for path in paths:
+            os.replace(temps.pop(path), path)
+    finally:
+        for tmp in temps.values():
+            Path(tmp).unlink(missing_ok=True)
 
 
 def with_filename(e: OSError, path: str | Path) -> OSError:
-    """``e``, naming ``path`` when it names no file (a failed write() on a full disk)."""
-    if e.filename is not None or e.errno is None:
+    """``e``, naming ``path`` when it names no file (a failed write() on a full disk) or only
+    the temp file written for it (.NAME.XXXXXXXX.tmp), which the user never asked for."""
+    temp = e.filename is not None and Path(str(e.filename)).name.startswith(
+        f".{Path(path).name}.") and str(e.filename).endswith(".tmp")
+    if (e.filename is not None and not temp) or e.errno is None:
         return e
     return type(e)(e.errno, e.strerror, str(path))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import RnnkitError
 from ..training.checkpoint import export_safetensors, is_hf_folder, load_checkpoint
-from ..training.hf_export import export_hf
+from ..training.hf_export import EXPORT_NAMES, export_hf
 
 FORMATS = ("safetensors", "hf", "onnx")
 SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx"}
@@ -71,6 +71,9 @@ def check_folder(out: Path, force: bool) -> None:
     if not force:
         raise RnnkitError(f"--out {str(out)!r} is a folder that is not empty; pass --force to "
                           "replace it, or choose another --out")
-    if not is_hf_folder(out) or any((out / n).exists() for n in ("best.pt", "last.pt")):
-        raise RnnkitError(f"--out {str(out)!r} holds something other than an exported model; "
-                          "--force replaces only an earlier export: choose another --out")
+    others = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_NAMES)
+    if not is_hf_folder(out) or others:  # a run folder, a download, a user's own files
+        held = f" ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})" if others else ""
+        raise RnnkitError(f"--out {str(out)!r} holds something other than an exported "
+                          f"model{held}; --force replaces only an earlier export: choose "
+                          "another --out")

@@ -23,16 +23,20 @@ import numpy as np
 from ..api import load, require_lm
 from ..data.corpus import code_points
 from ..errors import RnnkitError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_all, input_file
 from ..serve.units import check_text, collect, require_recurrent_chars
 from ..serve.visualize import render_html, render_png, unit_views
+from ..training.config import check_encoding
 from ..training.precision import DEVICE_HELP, DEVICES
 
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT",
                    help="a run folder (uses best.pt, else last.pt) or a .pt/.safetensors file")
-    p.add_argument("--text", required=True, metavar="FILE", help="UTF-8 text to read")
+    p.add_argument("--text", required=True, metavar="FILE", help="the text to read")
+    p.add_argument("--encoding", default="utf-8", metavar="CODEC",
+                   help="--text's character encoding, such as latin-1 or cp1252 "
+                        "(default: utf-8)")
     p.add_argument("--out", required=True, metavar="PAGE.html", help="the page to write")
     p.add_argument("--png", default=None, metavar="FILE.png",
                    help="the picture (default: --out with .png)")
@@ -49,7 +53,11 @@ def run(args) -> int:
     out, png = output_paths(args)
     if args.units < 1 or args.max_chars < 1:
         raise RnnkitError("--units and --max-chars must be >= 1")
-    text = read_text(Path(args.text), args.max_chars)
+    try:
+        check_encoding(args.encoding)
+    except ValueError as e:
+        raise RnnkitError(f"--{e}") from None
+    text = read_text(Path(args.text), args.max_chars, args.encoding)
     if png is not None:
         require_matplotlib()
     model, vocab, meta = load(args.checkpoint, args.device)
@@ -60,10 +68,11 @@ def run(args) -> int:
     views = unit_views(acts, args.units)
     page = render_html(acts, vocab, views, f"{args.checkpoint} reading {Path(args.text).name}")
     picture = render_png(acts, views) if png is not None else None
-    # everything is rendered before the first write; each file appears whole or not at all
+    # everything is rendered before the first write; the files appear together or not at all
+    files = {out: lambda f: f.write(page.encode("utf-8"))}
     if picture is not None:
-        atomic_write_bytes(png, picture)
-    atomic_write_bytes(out, page.encode("utf-8"))
+        files[png] = lambda f: f.write(picture)
+    atomic_write_all(files)
     print(f"wrote {out}" + (f" and {png}" if png is not None else ""))
     return 0
 
@@ -73,6 +82,12 @@ def output_paths(args) -> tuple[Path, Path | None]:
     if out.suffix.lower() not in (".html", ".htm"):
         raise RnnkitError(f"--out must end in .html, got {args.out!r}")
     png = None if args.no_png else Path(args.png) if args.png else out.with_suffix(".png")
+    # the picture never lands on the page (.html) or on the text it reads
+    if png is not None and png.suffix.lower() != ".png":
+        raise RnnkitError(f"--png must end in .png, got {str(png)!r}")
+    if Path(args.text).resolve() in {out.resolve(), png and png.resolve()}:
+        raise RnnkitError(f"--text {args.text!r} is also an output; write the page and the "
+                          "picture elsewhere")
     for path in (out, png):
         if path is not None and not path.parent.is_dir():
             raise RnnkitError(f"the folder of {str(path)!r} does not exist; create it first")
@@ -83,13 +98,12 @@ def output_paths(args) -> tuple[Path, Path | None]:
     return out, png
 
 
-def read_text(path: Path, max_chars: int) -> str:
-    """The file's text, checked (UTF-8, not empty) and normalised (no BOM, \\n line ends), cut
-    to ``max_chars`` characters."""
-    if not path.is_file():
-        raise RnnkitError(f"--text file {str(path)!r} not found; give a UTF-8 text file")
+def read_text(path: Path, max_chars: int, encoding: str = "utf-8") -> str:
+    """The file's text, checked (decodes, not empty) and normalised (no BOM, \\n line ends),
+    cut to ``max_chars`` characters."""
+    input_file(path, "--text", "--text file")
     chunks, count = [], 0
-    for cps in code_points(path, f"--text file {str(path)!r}", "stream"):
+    for cps in code_points(path, f"--text file {str(path)!r}", "stream", encoding):
         chunks.append(cps)
         count += len(cps)
         if count > max_chars:  # a huge file is not read to its end

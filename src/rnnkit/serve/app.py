@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import math
 import re
 import secrets
 import threading
@@ -76,8 +77,14 @@ class Limits:
 
     def __post_init__(self):
         for name, value in asdict(self).items():
-            if not value > 0 and not (name == "max_waiting" and value == 0):
-                raise RnnkitError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+            if not (value > 0 and math.isfinite(value)) and not (name == "max_waiting"
+                                                                  and value == 0):
+                flag = LIMIT_FLAGS.get(name, "--" + name.replace("_", "-"))
+                raise RnnkitError(f"{flag} must be a finite number > 0, got {value}")
+
+
+# the serve flag that sets a limit, where it is not the limit's own name
+LIMIT_FLAGS = {"queue_timeout_s": "--timeout", "timeout_s": "--timeout"}
 
 
 class ApiError(Exception):

@@ -47,7 +47,7 @@ from torch.nn.modules.module import (
 from torch.overrides import TorchFunctionMode
 
 from ..errors import RnnkitError
-from ..fileio import atomic_write, atomic_write_json
+from ..fileio import atomic_write, atomic_write_all, atomic_write_json
 from ..models import hf_gpt2
 from ..models.gpt import GPTConfig
 from ..tasks import task_of_kind
@@ -93,8 +93,9 @@ def export_safetensors(payload: dict, path: str | Path) -> None:
     """Weights as safetensors (no pickle at all), the meta as JSON in its header and beside it."""
     meta = {"format_version": FORMAT_VERSION, **payload["meta"]}
     data = safetensors_bytes(payload)
-    atomic_write(Path(path), lambda f: f.write(data))
-    atomic_write_json(Path(path).with_suffix(".json"), meta)
+    side = (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode()
+    atomic_write_all({Path(path): lambda f: f.write(data),  # both or neither
+                      Path(path).with_suffix(".json"): lambda f: f.write(side)})
 
 
 def safetensors_bytes(payload: dict) -> bytes:

@@ -54,6 +54,10 @@ def replace_folder(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+# every name write_hf_files may write: an earlier export holds these and nothing else
+EXPORT_NAMES = frozenset({HF_WEIGHTS, "tokenizer.json", "vocab.json", "config.json", "README.md"})
+
+
 def write_hf_files(payload: dict, folder: Path, name: str) -> list[str]:
     meta = payload["meta"]
     gpt2 = gpt2_export(meta)
