@@ -399,6 +399,11 @@ def test_a_failed_export_leaves_nothing(tmp_path, hamlet, monkeypatch):
 def test_export_formats_check_out(tmp_path, capsys):
     assert main(["export", str(tmp_path), "--format", "onnx", "--out", "m.safetensors"]) == 2
     assert "must end in .onnx" in capsys.readouterr().err
+    for fmt, name in (("hf", "folder"), ("safetensors", "m.safetensors")):
+        out = tmp_path / "missing" / "sub" / name
+        assert main(["export", str(tmp_path), "--format", fmt, "--out", str(out)]) == 2
+        assert "does not exist; create it first" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_export_of_a_gpt_over_characters(tmp_path, hamlet):

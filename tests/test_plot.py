@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import html
 import json
 import re
@@ -191,6 +192,24 @@ def test_bad_run_folder_is_one_error_line_and_writes_nothing(case, expected, tmp
         line = one_error_line(capsys)
         assert expected in line and str(run) in line
         assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_failed_write_leaves_the_folder_as_it_was(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    run = fake_run(tmp_path / "run", [{"step": 1, "train_loss": 4.0}])
+    (run / "samples.md").mkdir()  # one output cannot be written: none is
+    assert main(["plot", str(run)]) != 0
+    assert "samples.md' is a folder" in one_error_line(capsys)
+    assert sorted(p.name for p in run.iterdir()) == ["metrics.jsonl", "samples.md"]
+    from rnnkit import plots
+
+    def full_disk(files):
+        raise OSError(errno.ENOSPC, "No space left on device", str(next(iter(files))))
+
+    monkeypatch.setattr(plots, "atomic_write_all", full_disk)
+    assert main(["plot", str(run), "--out", str(tmp_path / "new" / "nested")]) == 1
+    one_error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no folder made is left
 
 
 def test_out_that_is_a_file_is_an_error(tmp_path, capsys):

@@ -336,6 +336,10 @@ def test_stream_is_sent_as_it_is_generated(loaded):
     ({"top_p": 1.5}, 422, "top_p must be in (0, 1]"),
     ({"prompt": "Ber\u00e9\u4e2d"}, 422, "outside the model's vocabulary: '\u00e9\u4e2d'"),
     ({"length": "many"}, 422, "length: input should be a valid integer"),
+    # no silent conversions: a string is no number, true no length, "yes" no answer
+    ({"length": "5"}, 422, "length: input should be a valid integer"),
+    ({"length": True}, 422, "length: input should be a valid integer"),
+    ({"argmax": "yes"}, 422, "argmax: input should be a valid boolean"),
     ({"seed": -1}, 422, "seed must be in [0, 2**63), got -1"),
     ({"top": 0}, 422, "top must be in [1, 20], got 0"),
     ({"watch": {"layer": 3}}, 422, "layer must be in [0, 0], got 3"),

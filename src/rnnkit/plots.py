@@ -20,11 +20,12 @@ import json
 import math
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import RnnkitError
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_all
 
 LOSS_PNG = "loss.png"
 SAMPLES_HTML = "samples.html"
@@ -139,8 +140,9 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, max_chars: 
         max_chars: each sample is cut to this many characters on the page.
         log_y: a log-scale loss axis.
 
-    Everything is checked and rendered before the first write, and each file is replaced
-    atomically, so re-running during training never leaves a half file for a reader.
+    Everything is checked and rendered before the first write, and the files are replaced
+    together (fileio.atomic_write_all), so re-running during training never leaves a half
+    file for a reader, and a failed write leaves the folder as it was.
     """
     run_dir = Path(run_dir)
     out_dir = run_dir if out_dir is None else Path(out_dir)
@@ -151,12 +153,19 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, max_chars: 
     page = render_html(run_dir.resolve().name, summary, metrics, samples, max_chars, png)
     markdown = render_markdown(run_dir.resolve().name, summary, metrics, samples, max_chars,
                                out_dir)
+    # the outermost folder this call makes: removed again if the writes fail
+    made = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = [(out_dir / LOSS_PNG, png), (out_dir / SAMPLES_HTML, page.encode("utf-8")),
-               (out_dir / SAMPLES_MD, markdown.encode("utf-8"))]
-    for path, data in outputs:
-        atomic_write_bytes(path, data)
-    return [path for path, _ in outputs]
+    outputs = {out_dir / LOSS_PNG: png, out_dir / SAMPLES_HTML: page.encode("utf-8"),
+               out_dir / SAMPLES_MD: markdown.encode("utf-8")}
+    try:
+        atomic_write_all({path: lambda f, data=data: f.write(data)
+                          for path, data in outputs.items()})
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+    return list(outputs)
 
 
 def check_inputs(run_dir: Path, out_dir: Path, max_chars: int) -> Metrics:

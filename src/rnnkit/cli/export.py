@@ -34,6 +34,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     out = Path(args.out)
+    if not out.absolute().parent.is_dir():  # checked before any folder is made
+        raise RnnkitError(f"the folder of --out {args.out!r} does not exist; create it first")
     if args.format == "hf":
         check_folder(out, args.force)
         names = export_hf(load_checkpoint(args.checkpoint), out)

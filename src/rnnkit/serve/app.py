@@ -164,7 +164,7 @@ def busy_message(slots: Slots) -> str:
 # Request bodies. extra="forbid": a misspelt or unknown field is an error, never ignored.
 
 class UnitRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "5" is no length, true no 1
     layer: int = 0
     state: Literal["h", "c"] = "h"
     """h, or an LSTM's cell state c (shown as tanh(c))."""
@@ -172,7 +172,7 @@ class UnitRef(BaseModel):
 
 
 class GenerateBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "5" is no length, true no 1
     prompt: str = ""
     length: int = 200
     """Characters to generate (fewer in lines mode, where <eos> ends the line)."""
