@@ -4,6 +4,7 @@ line, and ``rnnkit export --format hf`` read back by rnnkit and by transformers.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import sys
@@ -384,7 +385,7 @@ def test_a_safetensors_export_writes_both_files_or_neither(tmp_path, hamlet, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "rnn"]
 
 
-def test_a_failed_export_leaves_nothing(tmp_path, hamlet, monkeypatch):
+def test_a_failed_export_leaves_nothing(tmp_path, hamlet, monkeypatch, capsys):
     run = tiny_run(hamlet, tmp_path / "rnn")
     from rnnkit.training import hf_export
 
@@ -393,6 +394,15 @@ def test_a_failed_export_leaves_nothing(tmp_path, hamlet, monkeypatch):
 
     monkeypatch.setattr(hf_export, "model_card", fail)
     assert main(["export", str(run), "--format", "hf", "--out", str(tmp_path / "x")]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rnn"]
+
+    def full(*_):
+        raise OSError(errno.EFBIG, "File too large")  # as write() says it: no file named
+
+    monkeypatch.setattr(hf_export, "model_card", full)
+    assert main(["export", str(run), "--format", "hf", "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert f"File too large: {tmp_path / 'x'}" in err and ".tmp" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rnn"]
 
 

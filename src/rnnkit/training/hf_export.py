@@ -33,6 +33,9 @@ def export_hf(payload: dict, out: Path) -> list[str]:
     try:
         names = write_hf_files(payload, tmp, out.name)
         replace_folder(tmp, out)
+    except OSError as e:  # named as the folder asked for, not the temp folder or no file
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise type(e)(e.errno, e.strerror, str(out)) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
